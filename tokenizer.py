@@ -1,0 +1,85 @@
+"""
+Tokenizers for nanomath, both built on tiktoken.
+
+`math` (the default) is defined here, so nothing is downloaded: the 256 single
+bytes are the base vocabulary and there are no merges, so every digit is its own
+token (multi-digit tokens make arithmetic much harder for a small model: the
+model would have to learn the digits inside "345" from an opaque id). Four
+special tokens frame the canonical format used by every stage:
+
+    17+25=?<think>7+5+0=12,1+2+1=4</think>42<|end|>
+    ^prompt ^worked solution                 ^answer ^end of answer
+
+and documents in the pretraining stream are separated by <|endoftext|>.
+
+`gpt2` is tiktoken's GPT-2 BPE (needed to fine-tune GPT-2 weights). tiktoken
+downloads its ranks once and caches them; offline, it fails with a clear error.
+"""
+import tiktoken
+
+EOT = "<|endoftext|>"      # separates documents in the pretraining stream
+THINK = "<think>"          # starts the worked solution
+END_THINK = "</think>"     # ends it; the answer follows
+END = "<|end|>"            # ends the answer: generation stops here
+SPECIALS = (EOT, THINK, END_THINK, END)
+
+
+class Tokenizer:
+    def __init__(self, name, enc, special_ids):
+        self.name = name
+        self.enc = enc
+        self.special_ids = special_ids            # {"<think>": 257, ...}
+        self.eot_id = special_ids[EOT]
+        self.think_id = special_ids[THINK]
+        self.end_think_id = special_ids[END_THINK]
+        self.end_id = special_ids[END]
+        self.vocab_size = enc.n_vocab
+
+    def encode(self, text):
+        # special tokens are written as text in our data, so they are always allowed
+        return self.enc.encode(text, allowed_special="all")
+
+    def decode(self, ids):
+        return self.enc.decode(list(ids))
+
+    def decode_tokens(self, ids):
+        """One string per token (special tokens by name): for transcripts and --show_tokens."""
+        return [self.enc.decode_single_token_bytes(i).decode("utf-8", errors="replace") for i in ids]
+
+
+def _math_encoding():
+    ranks = {bytes([i]): i for i in range(256)}
+    special = {s: 256 + i for i, s in enumerate(SPECIALS)}
+    # no merges exist, so the split pattern only has to cover every character
+    enc = tiktoken.Encoding(name="math", pat_str=r"\d|[^\d]+", mergeable_ranks=ranks, special_tokens=special)
+    return enc, special
+
+
+def _gpt2_encoding():
+    base = tiktoken.get_encoding("gpt2")
+    # GPT-2 has <|endoftext|> = 50256; the other three are appended after it
+    special = {EOT: base.eot_token}
+    for i, s in enumerate(SPECIALS[1:]):
+        special[s] = base.n_vocab + i
+    enc = tiktoken.Encoding(name="gpt2-math", pat_str=base._pat_str,
+                            mergeable_ranks=base._mergeable_ranks, special_tokens=special)
+    return enc, special
+
+
+_cache = {}
+
+
+def get_tokenizer(name="math"):
+    if name not in _cache:
+        if name == "math":
+            enc, special = _math_encoding()
+        elif name == "gpt2":
+            try:
+                enc, special = _gpt2_encoding()
+            except Exception as e:  # tiktoken raises requests/OS errors of many kinds when offline
+                raise SystemExit(f"tokenizer 'gpt2': could not load tiktoken's GPT-2 ranks ({type(e).__name__}); "
+                                 "they are downloaded once and cached: connect once, or use tokenizer='math'")
+        else:
+            raise SystemExit(f"unknown tokenizer {name!r}: use 'math' or 'gpt2'")
+        _cache[name] = Tokenizer(name, enc, special)
+    return _cache[name]
