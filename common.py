@@ -1,0 +1,317 @@
+"""
+Training plumbing shared by every stage script: device, precision and DDP setup, the
+learning-rate schedule, the optimizer step, atomic checkpoints, log.jsonl, JSONL input.
+The interesting part of each stage (its data, its loss, its loop) stays in its own script.
+"""
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, asdict
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from model import GPT, GPTConfig, generate
+
+
+# -----------------------------------------------------------------------------
+# device, precision, DDP
+
+@dataclass
+class Runtime:
+    device: str
+    device_type: str
+    dtype: str
+    autocast: object        # context manager: with rt.autocast: forward passes
+    ddp: bool
+    rank: int
+    local_rank: int
+    world_size: int
+    master: bool            # rank 0 logs, evaluates and writes checkpoints
+
+
+def pick_device(device):
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def setup(device="auto", dtype="auto", seed=1337):
+    """Picks the device and precision, joins the DDP group when launched by torchrun (nccl on CUDA,
+    gloo on CPU), seeds every rank differently and returns a Runtime."""
+    ddp = int(os.environ.get("RANK", -1)) != -1
+    rank, local_rank, world_size = 0, 0, 1
+    device = pick_device(device)
+    if ddp:
+        rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
+        world_size = int(os.environ["WORLD_SIZE"])
+        if device.startswith("cuda"):
+            device = f"cuda:{local_rank}"
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+    device_type = "cuda" if device.startswith("cuda") else device
+    if dtype == "auto":
+        # bf16 on GPUs that have it; fp32 on CPU, where the small config is overhead-bound (see bench.py)
+        dtype = "bfloat16" if device_type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise SystemExit(f"dtype={dtype!r}; allowed: auto, float32, bfloat16, float16")
+    if dtype == "float16" and device_type != "cuda":
+        raise SystemExit("dtype='float16' needs CUDA (it needs a grad scaler there); use bfloat16 or float32")
+    torch.manual_seed(seed + rank)
+    if device_type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    ptdtype = getattr(torch, dtype)
+    ctx = nullcontext() if dtype == "float32" else torch.autocast(device_type=device_type, dtype=ptdtype)
+    return Runtime(device, device_type, dtype, ctx, ddp, rank, local_rank, world_size, rank == 0)
+
+
+def wrap_model(model, rt, compile=False):
+    """torch.compile and DDP wrapping; returns (model to call in training, the raw module)."""
+    raw = model
+    if compile:
+        model = torch.compile(model)
+    if rt.ddp:
+        model = DDP(model, device_ids=[rt.local_rank] if rt.device_type == "cuda" else None)
+    return model, raw
+
+
+def teardown(rt):
+    if rt.ddp:
+        dist.destroy_process_group()
+
+
+def sync_context(model, micro_step, grad_accum_steps):
+    """Under DDP, all-reduce gradients only on the last micro-step of an accumulation."""
+    if isinstance(model, DDP) and micro_step < grad_accum_steps - 1:
+        return model.no_sync()
+    return nullcontext()
+
+
+def check_grad_accum(grad_accum_steps, rt):
+    """Each rank does grad_accum_steps / world_size micro-steps, so the global batch does not
+    depend on how many processes share it."""
+    if grad_accum_steps % rt.world_size:
+        raise SystemExit(f"gradient_accumulation_steps={grad_accum_steps} must divide by the "
+                         f"{rt.world_size} DDP processes")
+    return grad_accum_steps // rt.world_size
+
+
+# -----------------------------------------------------------------------------
+# optimisation
+
+def get_lr(it, learning_rate, min_lr, warmup_iters, lr_decay_iters):
+    """Linear warmup, then cosine decay to min_lr at lr_decay_iters, then flat."""
+    if it < warmup_iters:
+        return learning_rate * (it + 1) / (warmup_iters + 1)
+    if it > lr_decay_iters:
+        return min_lr
+    ratio = (it - warmup_iters) / max(1, lr_decay_iters - warmup_iters)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
+
+
+def optimizer_step(model, optimizer, lr, grad_clip):
+    """Set the learning rate, clip, step, zero the grads; returns the gradient norm before clipping."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float("inf"))
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return norm.item()
+
+
+_PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "4090": 165e12}
+
+
+def peak_flops(rt):
+    """The device's peak for MFU. GPUs: the datasheet's dense bf16 figure. CPUs have no datasheet number
+    we can read, so we measure a large matmul in the training dtype: MFU on CPU is relative to that."""
+    if rt.device_type == "cuda":
+        name = torch.cuda.get_device_name()
+        return next((v for k, v in _PEAK_FLOPS.items() if k in name), None)
+    if rt.device_type != "cpu":
+        return None
+    n = 1024
+    a = torch.randn(n, n, dtype=getattr(torch, rt.dtype))
+    a @ a  # warm up
+    t0, reps = time.time(), 0
+    while time.time() - t0 < 0.3:
+        a @ a
+        reps += 1
+    return 2 * n ** 3 * reps / (time.time() - t0)
+
+
+# -----------------------------------------------------------------------------
+# checkpoints
+
+def save_checkpoint(path, **payload):
+    """Atomic: write a temp file, then rename over the old one, so a run killed mid-write never leaves
+    a corrupt checkpoint. The payload holds only tensors and plain types so weights_only loading works."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = path + ".tmp"
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, device="cpu"):
+    if not os.path.exists(path):
+        raise SystemExit(f"checkpoint not found: {path} (train the earlier stage first, or pass --ckpt=...)")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:
+        raise SystemExit(f"could not load checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0]}")
+
+
+def model_from_checkpoint(ckpt, device, dropout=None):
+    model_args = dict(ckpt["model_args"])
+    if dropout is not None:
+        model_args["dropout"] = dropout
+    model = GPT(GPTConfig(**model_args))
+    # torch.compile prefixes parameter names; strip it so compiled and eager checkpoints load alike
+    state = {k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
+    model.load_state_dict(state)
+    return model.to(device)
+
+
+def start_model(init_from, out_dir, rt, dropout=0.0):
+    """The starting point of a fine-tuning stage: init_from is "resume" (this stage's own out_dir/ckpt.pt,
+    optimizer state and iteration included) or the path of an earlier stage's checkpoint.
+    Returns (model, checkpoint dict, resuming)."""
+    resuming = init_from == "resume"
+    path = os.path.join(out_dir, "ckpt.pt") if resuming else init_from
+    ckpt = load_checkpoint(path, rt.device)
+    return model_from_checkpoint(ckpt, rt.device, dropout), ckpt, resuming
+
+
+def checkpoint_payload(raw_model, optimizer, config, iter_num, tokenizer_name, **extra):
+    return dict(model=raw_model.state_dict(), optimizer=optimizer.state_dict(),
+                model_args=asdict(raw_model.config), config=config, iter_num=iter_num,
+                tokenizer=tokenizer_name, **extra)
+
+
+def check_tokenizer(ckpt_tokenizer, data_tokenizer, ckpt_path, data_path):
+    if ckpt_tokenizer != data_tokenizer:
+        raise SystemExit(f"tokenizer mismatch: checkpoint {ckpt_path} uses {ckpt_tokenizer!r} but "
+                         f"{data_path} was made with {data_tokenizer!r}; regenerate the data with "
+                         f"--tokenizer={ckpt_tokenizer} or use a matching checkpoint")
+
+
+# -----------------------------------------------------------------------------
+# metrics and input files
+
+class MetricsLog:
+    """out_dir/log.jsonl, one JSON object per logged step, for the notebooks' plots. On resume the
+    entries past the resumed iteration (written after the last checkpoint) are dropped."""
+
+    def __init__(self, out_dir, resume_iter=None):
+        self.path = os.path.join(out_dir, "log.jsonl")
+        os.makedirs(out_dir, exist_ok=True)
+        kept = []
+        if resume_iter is not None and os.path.exists(self.path):
+            with open(self.path) as f:
+                kept = [line for line in f if json.loads(line).get("iter", 0) <= resume_iter]
+        with open(self.path, "w") as f:
+            f.writelines(kept)
+
+    def write(self, **row):
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def read_jsonl(path, required=()):
+    """Rows of a JSONL file; a malformed line or a missing key exits naming the file and line."""
+    if not os.path.exists(path):
+        raise SystemExit(f"data file not found: {path} (run generate_pairs.py first)")
+    rows = []
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise SystemExit(f"{path}:{lineno}: malformed JSON ({e.msg})")
+            if not isinstance(row, dict):
+                raise SystemExit(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            missing = [k for k in required if k not in row]
+            if missing:
+                raise SystemExit(f"{path}:{lineno}: missing key(s) {', '.join(missing)}")
+            rows.append(row)
+    if not rows:
+        raise SystemExit(f"{path} is empty")
+    return rows
+
+
+def read_meta(data_dir):
+    path = os.path.join(data_dir, "meta.json")
+    if not os.path.exists(path):
+        raise SystemExit(f"{path} not found: run `python generate_pairs.py config/data_small.py` first")
+    with open(path) as f:
+        return json.load(f)
+
+
+# -----------------------------------------------------------------------------
+# prompt + completion batches, and batched generation as text
+
+def encode_completions(tok, prompts, completions, block_size, pad_id=0):
+    """Right-padded batch of prompt+completion token ids and the mask of completion tokens (the
+    <|end|> token included; prompt and padding excluded). Returns idx (B, T) and completion_mask (B, T).
+    A pair longer than block_size is an error: silently cutting it would train on a different answer."""
+    rows, masks = [], []
+    for prompt, completion in zip(prompts, completions):
+        p, c = tok.encode(prompt), tok.encode(completion)
+        if len(p) + len(c) > block_size:
+            raise SystemExit(f"example of {len(p) + len(c)} tokens is longer than block_size {block_size}: "
+                             f"{prompt!r}")
+        rows.append(p + c)
+        masks.append([False] * len(p) + [True] * len(c))
+    T = max(len(r) for r in rows)
+    idx = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    completion_mask = torch.zeros((len(rows), T), dtype=torch.bool)
+    for i, (r, m) in enumerate(zip(rows, masks)):
+        idx[i, :len(r)] = torch.tensor(r)
+        completion_mask[i, :len(m)] = torch.tensor(m)
+    return idx, completion_mask
+
+
+def check_prompt(tok, prompt, block_size):
+    n = len(tok.encode(prompt))
+    if n >= block_size:
+        raise SystemExit(f"prompt {prompt!r} has {n} tokens; block_size is {block_size}")
+
+
+@torch.no_grad()
+def complete(model, tok, prompts, rt, max_new_tokens, batch_size=500, temperature=0.0, top_k=0, top_p=1.0,
+             generator=None):
+    """Completions of text prompts with the KV-cache engine, in batches. Returns the decoded completions
+    (ending with <|end|> when the model stopped) and the per-batch Generation objects."""
+    model.eval()
+    texts, generations = [], []
+    for i in range(0, len(prompts), batch_size):
+        batch = [tok.encode(p) for p in prompts[i:i + batch_size]]
+        with rt.autocast:
+            gen = generate(model, batch, max_new_tokens, temperature, top_k, top_p,
+                           stop_ids=(tok.end_id,), generator=generator)
+        texts += [tok.decode(ids) for ids in gen.token_lists()]
+        generations.append(gen)
+    return texts, generations
+
+
+def greedy_accuracy(model, tok, problems, rt, max_new_tokens, batch_size=500):
+    """Greedy exact-match accuracy per task type and overall, checked by tasks.is_correct
+    (the same check eval.py and the GRPO reward use)."""
+    from tasks import is_correct
+    texts, _ = complete(model, tok, [p.prompt for p in problems], rt, max_new_tokens, batch_size)
+    by_type = {}
+    for problem, text in zip(problems, texts):
+        by_type.setdefault(problem.type, []).append(is_correct(text, problem.answer))
+    acc = {t: sum(v) / len(v) for t, v in sorted(by_type.items())}
+    acc["overall"] = sum(sum(v) for v in by_type.values()) / len(problems)
+    return acc

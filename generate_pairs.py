@@ -1,0 +1,191 @@
+"""
+Generate the synthetic datasets of every stage into data/<name>/:
+
+    train.bin, val.bin              pretraining tokens (np.uint16): prompt+completion, each followed by <|endoftext|>
+    sft_train.jsonl, sft_val.jsonl  {"prompt", "completion", "Q", "A", "type"}
+    pairs_train.jsonl, pairs_val.jsonl  {"prompt", "chosen", "rejected", "Q", "A", "type", "negative"}
+    pairs_seed.jsonl                with --pair_format=seed: {"positive", "negative", "Q", "A", "type"}
+    test.jsonl, test_ood.jsonl      held-out problems, same distribution and longer operands
+    meta.json                       tokenizer, counts, the config, token counts
+
+$ python generate_pairs.py config/data_small.py
+$ python generate_pairs.py config/data_tiny.py --seed=7
+
+Held out by construction: test, test_ood and val are sampled first, then the
+training problems excluding their prompts.
+"""
+import json
+import os
+import random
+
+import numpy as np
+from tqdm import tqdm
+
+from configurator import configure
+from tasks import (TASK_TYPES, completion, format_completion, is_correct, ood_task_digits, other_answers,
+                   sample_problems, solve, split_steps, validate_task_digits, worked_solution)
+from tokenizer import END, EOT, get_tokenizer
+
+# -----------------------------------------------------------------------------
+# default config: the small laptop dataset (config/data_small.py says the same)
+name = 'small'
+out_root = 'data'
+seed = 1337
+tokenizer = 'math'
+tasks = {
+    "a_plus_b_q": ((1, 3), (1, 3)),
+    "a_minus_b_q": ((1, 3), (1, 3)),
+    "a_times_b_q": ((1, 3), (1, 1)),
+    "a_over_b_q": ((1, 1), (1, 3)),          # divisor, quotient
+    "x_plus_b_eq_c_q": ((1, 3), (1, 3)),     # x, b
+    "b_minus_x_eq_c_q": ((1, 3), (1, 3)),    # b, x
+    "x_times_b_eq_c_q": ((1, 3), (1, 1)),    # x, b
+}
+ood_extra_digits = 1         # test_ood: the first operand gets 1..this many digits more, the second up to this many
+n_train_per_type = 6000      # the 1-digit multiplier/divisor types hold only ~8k problems, all splits together
+n_val_per_type = 500
+n_test_per_type = 1000
+n_test_ood_per_type = 1000
+held_out_max_share = 0.2     # test and val take at most this share of any digit-count cell (e.g. of the 100 1+1-digit sums)
+worked = True                # completions with the <think> worked solution; False: the bare answer
+pair_format = 'pairs'        # 'pairs', or 'seed' to also write pairs_seed.jsonl
+# -----------------------------------------------------------------------------
+
+NEGATIVE_KINDS = ("refusal", "near_miss", "wrong_operation", "corrupted_step")
+
+
+def near_miss_answer(answer, rng):
+    """A wrong answer close to the right one: off by 1 or 10, or one digit changed; same sign."""
+    digits = str(abs(answer))
+    i = rng.randrange(len(digits))
+    digit = rng.choice([d for d in "0123456789" if d != digits[i] and (d != "0" or i > 0 or len(digits) == 1)])
+    changed = int(digits[:i] + digit + digits[i + 1:]) * (-1 if answer < 0 else 1)
+    candidates = [answer + 1, answer - 1, answer + 10, answer - 10, changed]
+    return rng.choice([c for c in candidates if c != answer and (c < 0) == (answer < 0)])
+
+
+def rejected_completion(problem, kind, rng):
+    """(kind, text) of a wrong completion. near_miss keeps the right worked solution and gives a wrong
+    answer after it (the answer must follow the steps); corrupted_step gets one step wrong and carries
+    the error through the later steps; wrong_operation works another operation on the same numbers
+    (it falls back to near_miss where every other operation gives the right answer too, as for 0+0)."""
+    if kind == "refusal":
+        return kind, f"Sorry, I do not know!{END}"
+    if kind == "wrong_operation":
+        ops = [op for op, a in other_answers(problem).items() if a != problem.answer]
+        if ops:
+            text, answer = solve(problem, op=rng.choice(ops))
+            return kind, format_completion(answer, text if worked else None)
+        kind = "near_miss"
+    if kind == "near_miss":
+        answer = near_miss_answer(problem.answer, rng)
+        return kind, format_completion(answer, worked_solution(problem) if worked else None)
+    # every column step and sum line changes the answer when slipped; headers (x=...:) hold no result
+    n_slots = sum(not s.endswith(":") for s in split_steps(worked_solution(problem)))
+    text, answer = solve(problem, slip=(rng.randrange(n_slots), rng.choice((-1, 1))))
+    return kind, format_completion(answer, text if worked else None)
+
+
+def pair_rows(problems, rng):
+    rows = []
+    for i, p in enumerate(problems):
+        kind, rejected = rejected_completion(p, NEGATIVE_KINDS[i % len(NEGATIVE_KINDS)], rng)
+        chosen = completion(p, worked)
+        assert rejected != chosen and not is_correct(rejected, p.answer), (p, rejected)
+        rows.append({"prompt": p.prompt, "chosen": chosen, "rejected": rejected,
+                     "Q": p.prompt, "A": str(p.answer), "type": p.type, "negative": kind})
+    return rows
+
+
+def seed_rows(problems, rng):
+    """The widely copied single-file pair format: whole sentences, refusals and near misses as negatives."""
+    rows = []
+    for i, p in enumerate(problems):
+        if p.prompt.endswith(", x=?"):   # "x+5=12, x=?" -> "because 7+5=12"
+            reason = p.prompt[:-len(", x=?")].replace("x", str(p.answer))
+        else:                            # "72/4=?" -> "because 72/4 equals 18"
+            reason = f"{p.prompt[:-len('=?')]} equals {p.answer}"
+        wrong = near_miss_answer(p.answer, rng)
+        negative = "Sorry, I do not know!" if i % 2 == 0 else f"The answer is {wrong}."
+        rows.append({"positive": f"{p.prompt} The answer is {p.answer} because {reason}.",
+                     "negative": f"{p.prompt} {negative}", "Q": p.prompt, "A": str(p.answer), "type": p.type})
+    return rows
+
+
+def sft_rows(problems):
+    return [{"prompt": p.prompt, "completion": completion(p, worked), "Q": p.prompt, "A": str(p.answer), "type": p.type}
+            for p in tqdm(problems, desc="completions", leave=False)]
+
+
+def write_jsonl(path, rows):
+    with open(path, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def write_bin(path, rows, tok):
+    """Pretraining stream: every document followed by <|endoftext|>. Returns the number of tokens."""
+    ids = tok.encode("".join(r["prompt"] + r["completion"] + EOT for r in rows))
+    np.array(ids, dtype=np.uint16).tofile(path)
+    return len(ids)
+
+
+def check_config(tok):
+    validate_task_digits(tasks, "tasks")
+    for key in ("n_train_per_type", "n_val_per_type", "n_test_per_type", "n_test_ood_per_type"):
+        if globals()[key] < 1:
+            raise SystemExit(f"{key} must be >= 1, got {globals()[key]}")
+    if ood_extra_digits < 1:
+        raise SystemExit(f"ood_extra_digits must be >= 1 (test_ood needs longer operands), got {ood_extra_digits}")
+    if not 0 < held_out_max_share <= 1:
+        raise SystemExit(f"held_out_max_share must be in (0, 1], got {held_out_max_share}")
+    if pair_format not in ("pairs", "seed"):
+        raise SystemExit(f"pair_format must be 'pairs' or 'seed', got {pair_format!r}")
+    if tok.vocab_size > 2 ** 16:
+        raise SystemExit(f"tokenizer {tokenizer!r} has {tok.vocab_size} tokens, too many for uint16 .bin files")
+
+
+def sample_splits(rng):
+    """Held-out splits first, then the training problems, which exclude every held-out prompt."""
+    test = sample_problems(tasks, n_test_per_type, rng, max_cell_share=held_out_max_share)
+    test_ood = sample_problems(ood_task_digits(tasks, ood_extra_digits), n_test_ood_per_type, rng)
+    held_out = {p.prompt for p in test + test_ood}
+    val = sample_problems(tasks, n_val_per_type, rng, exclude=held_out, max_cell_share=held_out_max_share)
+    train = sample_problems(tasks, n_train_per_type, rng, exclude=held_out | {p.prompt for p in val})
+    rng.shuffle(train)   # mix the types in the training files
+    rng.shuffle(val)
+    return {"train": train, "val": val, "test": test, "test_ood": test_ood}
+
+
+def main():
+    config = configure(globals())
+    tok = get_tokenizer(tokenizer)
+    check_config(tok)
+    rng = random.Random(seed)
+    splits = sample_splits(rng)
+    out_dir = os.path.join(out_root, name)
+    os.makedirs(out_dir, exist_ok=True)
+
+    meta = {"tokenizer": tok.name, "vocab_size": tok.vocab_size, "worked": worked,
+            "counts": {s: {t: sum(p.type == t for p in ps) for t in TASK_TYPES if t in tasks} for s, ps in splits.items()},
+            "tokens": {}, "max_completion_tokens": {}, "config": config}
+    for split, problems in splits.items():
+        rows = sft_rows(problems)
+        meta["max_completion_tokens"][split] = {t: max(len(tok.encode(r["completion"])) for r in rows if r["type"] == t)
+                                                for t in meta["counts"][split]}
+        if split in ("train", "val"):
+            write_jsonl(os.path.join(out_dir, f"sft_{split}.jsonl"), rows)
+            meta["tokens"][split] = write_bin(os.path.join(out_dir, f"{split}.bin"), rows, tok)
+            write_jsonl(os.path.join(out_dir, f"pairs_{split}.jsonl"), pair_rows(problems, rng))
+        else:
+            write_jsonl(os.path.join(out_dir, f"{split}.jsonl"), rows)
+    if pair_format == "seed":
+        write_jsonl(os.path.join(out_dir, "pairs_seed.jsonl"), seed_rows(splits["train"], rng))
+    with open(os.path.join(out_dir, "meta.json"), "w") as f:
+        json.dump(meta, f, indent=2)
+    print(f"wrote {out_dir}: " + ", ".join(f"{s} {sum(c.values())}" for s, c in meta["counts"].items())
+          + f" problems; train.bin {meta['tokens']['train']:,} tokens, val.bin {meta['tokens']['val']:,}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,361 @@
+"""
+The GPT every nanomath stage shares, and the KV-cache engine that evaluation and
+GRPO rollouts use to sample from it.
+
+The default architecture is GPT-2's (learned positions, LayerNorm, GELU MLP,
+tied embeddings), so GPT-2 weights load into it. Options a modern small model
+uses: RoPE, RMSNorm, SwiGLU, grouped-query attention (n_kv_head < n_head),
+QK-norm and untied embeddings; config/pretrain_modern.py turns them all on.
+"""
+import inspect
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+
+@dataclass
+class GPTConfig:
+    block_size: int = 1024
+    vocab_size: int = 50304
+    n_layer: int = 12
+    n_head: int = 12
+    n_kv_head: int = 0          # 0 means n_head (plain multi-head attention); fewer shares K/V between heads (GQA)
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = True           # biases in Linear layers and LayerNorm, as in GPT-2
+    pos: str = "learned"        # "learned" (GPT-2) or "rope"
+    norm: str = "layernorm"     # "layernorm" or "rmsnorm"
+    mlp: str = "gelu"           # "gelu" (GPT-2) or "swiglu"
+    qk_norm: bool = False       # normalise queries and keys per head before attention
+    tie_embeddings: bool = True
+    rope_theta: float = 10000.0
+
+    def __post_init__(self):
+        allowed = {"pos": ("learned", "rope"), "norm": ("layernorm", "rmsnorm"), "mlp": ("gelu", "swiglu")}
+        for key, options in allowed.items():
+            if getattr(self, key) not in options:
+                raise SystemExit(f"model config: {key}={getattr(self, key)!r}; allowed: {', '.join(options)}")
+        self.n_kv_head = self.n_kv_head or self.n_head
+        if self.n_embd % self.n_head or self.n_head % self.n_kv_head:
+            raise SystemExit(f"model config: n_embd ({self.n_embd}) must divide by n_head ({self.n_head}) "
+                             f"and n_head by n_kv_head ({self.n_kv_head})")
+
+
+def make_norm(config, dim):
+    if config.norm == "rmsnorm":
+        return nn.RMSNorm(dim, eps=1e-5)
+    return nn.LayerNorm(dim, bias=config.bias)
+
+
+def apply_rope(x, cos, sin):
+    # x: (B, H, T, hd); cos, sin: (B, 1, T, hd/2). Rotate pairs (x1_i, x2_i) of the two halves (GPT-NeoX layout).
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).type_as(x)
+
+
+class KVCache:
+    """Keys and values of every layer for a batch whose rows all sit at the same position
+    (prompts are left-padded to one length), so one integer `pos` says where to write next."""
+
+    def __init__(self, n_layer, max_len):
+        self.n_layer, self.max_len = n_layer, max_len
+        self.k = self.v = None
+        self.pos = 0
+
+    def update(self, layer, k, v):
+        B, H, T, hd = k.shape  # (B, n_kv_head, T, head_dim)
+        if self.k is None:  # allocate on first use, in the dtype autocast produced
+            self.k = k.new_empty(self.n_layer, B, H, self.max_len, hd)
+            self.v = v.new_empty(self.n_layer, B, H, self.max_len, hd)
+        end = self.pos + T
+        self.k[layer, :, :, self.pos:end] = k
+        self.v[layer, :, :, self.pos:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config, layer_idx):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.n_head, self.n_kv_head = config.n_head, config.n_kv_head
+        self.head_dim = config.n_embd // config.n_head
+        # one projection for q, k and v (GPT-2's c_attn); with GQA k and v are narrower
+        self.c_attn = nn.Linear(config.n_embd, (self.n_head + 2 * self.n_kv_head) * self.head_dim, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.qk_norm = config.qk_norm
+        if self.qk_norm:
+            self.q_norm = nn.RMSNorm(self.head_dim, eps=1e-5)
+            self.k_norm = nn.RMSNorm(self.head_dim, eps=1e-5)
+        self.dropout = config.dropout
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x, rope=None, attn_mask=None, kv_cache=None):
+        B, T, C = x.size()
+        hd = self.head_dim
+        q, k, v = self.c_attn(x).split([self.n_head * hd, self.n_kv_head * hd, self.n_kv_head * hd], dim=2)
+        q = q.view(B, T, self.n_head, hd).transpose(1, 2)      # (B, nh, T, hd)
+        k = k.view(B, T, self.n_kv_head, hd).transpose(1, 2)   # (B, nkv, T, hd)
+        v = v.view(B, T, self.n_kv_head, hd).transpose(1, 2)   # (B, nkv, T, hd)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if kv_cache is not None:
+            k, v = kv_cache.update(self.layer_idx, k, v)        # (B, nkv, S, hd), S = cached + T
+        # training takes the fused causal path (flash attention on GPU); the engine passes an explicit mask
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, is_causal=attn_mask is None,
+            dropout_p=self.dropout if self.training else 0.0,
+            enable_gqa=self.n_kv_head != self.n_head)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.swiglu = config.mlp == "swiglu"
+        # SwiGLU's hidden width is 2/3 of 4x so the parameter count matches the GELU MLP
+        hidden = int(8 * config.n_embd / 3) if self.swiglu else 4 * config.n_embd
+        self.c_fc = nn.Linear(config.n_embd, 2 * hidden if self.swiglu else hidden, bias=config.bias)
+        self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        h = self.c_fc(x)
+        if self.swiglu:
+            gate, up = h.chunk(2, dim=-1)
+            h = F.silu(gate) * up
+        else:
+            h = F.gelu(h, approximate="tanh")  # GPT-2's GELU
+        return self.dropout(self.c_proj(h))
+
+
+class Block(nn.Module):
+    def __init__(self, config, layer_idx):
+        super().__init__()
+        self.ln_1 = make_norm(config, config.n_embd)
+        self.attn = CausalSelfAttention(config, layer_idx)
+        self.ln_2 = make_norm(config, config.n_embd)
+        self.mlp = MLP(config)
+
+    def forward(self, x, rope=None, attn_mask=None, kv_cache=None):
+        x = x + self.attn(self.ln_1(x), rope, attn_mask, kv_cache)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList([Block(config, i) for i in range(config.n_layer)]),
+            ln_f=make_norm(config, config.n_embd),
+        ))
+        if config.pos == "learned":
+            self.transformer.wpe = nn.Embedding(config.block_size, config.n_embd)
+        else:
+            hd = config.n_embd // config.n_head
+            inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, hd, 2).float() / hd))
+            angles = torch.outer(torch.arange(config.block_size).float(), inv_freq)  # (block_size, hd/2)
+            self.register_buffer("rope_cos", angles.cos(), persistent=False)
+            self.register_buffer("rope_sin", angles.sin(), persistent=False)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.transformer.wte.weight
+        self.apply(self._init_weights)
+        # GPT-2's scaled init of the projections into the residual stream
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self, non_embedding=True):
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding and self.config.pos == "learned":
+            n -= self.transformer.wpe.weight.numel()
+        return n
+
+    def forward(self, idx, targets=None, positions=None, attn_mask=None, kv_cache=None):
+        """idx (B, T) token ids. positions (B, T) defaults to 0..T-1 (the engine passes its own for
+        left-padded rows). attn_mask (B, 1, T, S) bool, True = may attend; None = plain causal.
+        Returns logits (B, T, vocab) and, with targets (B, T; -1 = ignore), the mean cross-entropy."""
+        B, T = idx.size()
+        if positions is None:
+            if T > self.config.block_size:
+                raise SystemExit(f"sequence of {T} tokens is longer than block_size {self.config.block_size}")
+            positions = torch.arange(T, device=idx.device).expand(B, T)
+        elif int(positions.max()) >= self.config.block_size:
+            raise SystemExit(f"position {int(positions.max())} is past block_size {self.config.block_size}")
+        x = self.transformer.wte(idx)  # (B, T, C)
+        rope = None
+        if self.config.pos == "learned":
+            x = x + self.transformer.wpe(positions)
+        else:
+            rope = (self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1))  # (B, 1, T, hd/2)
+        x = self.transformer.drop(x)
+        for block in self.transformer.h:
+            x = block(x, rope, attn_mask, kv_cache)
+        if kv_cache is not None:
+            kv_cache.pos += T
+        logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, vocab)
+        if targets is None:
+            return logits, None
+        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+        return logits, loss
+
+    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
+        # decay the 2-D weights (matmuls, embeddings); never biases or norm gains
+        params = [p for p in self.parameters() if p.requires_grad]
+        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+        fused = device_type == "cuda" and "fused" in inspect.signature(torch.optim.AdamW).parameters
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, **({"fused": True} if fused else {}))
+
+    def flops_per_token(self, seq_len):
+        """Training FLOPs per token: 6N for the matmuls plus attention's 12*L*d*T (PaLM appendix B)."""
+        c = self.config
+        return 6 * self.num_params() + 12 * c.n_layer * c.n_embd * seq_len
+
+    def estimate_mfu(self, tokens_per_iter, seq_len, dt, peak_flops):
+        """Model FLOPs utilisation: achieved training FLOP/s over the device's peak (passed in)."""
+        return self.flops_per_token(seq_len) * tokens_per_iter / dt / peak_flops
+
+    @classmethod
+    def from_pretrained(cls, model_type="gpt2", hf_model=None, dropout=0.0):
+        """Copy Hugging Face GPT-2 weights (needs `transformers`). `hf_model` lets tests pass a small
+        random GPT2LMHeadModel built offline instead of downloading one."""
+        if hf_model is None:
+            try:
+                from transformers import GPT2LMHeadModel
+            except ImportError:
+                raise SystemExit("init_from='gpt2' needs the optional package transformers: pip install transformers")
+            hf_model = GPT2LMHeadModel.from_pretrained(model_type)
+        hc = hf_model.config
+        config = GPTConfig(block_size=hc.n_positions, vocab_size=hc.vocab_size, n_layer=hc.n_layer,
+                           n_head=hc.n_head, n_embd=hc.n_embd, dropout=dropout, bias=True)
+        model = cls(config)
+        sd, sd_hf = model.state_dict(), hf_model.state_dict()
+        # HF stores these as Conv1D (in, out); ours are Linear (out, in)
+        transposed = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+        for k in sd:
+            src = sd_hf[k]
+            with torch.no_grad():
+                sd[k].copy_(src.t() if k.endswith(transposed) else src)
+        return model
+
+
+# -----------------------------------------------------------------------------
+# log-probs of given tokens: SFT metrics, DPO and GRPO all score completions this way
+
+def token_logprobs(logits, idx, temperature=1.0):
+    """logps[b, t] = log p(idx[b, t+1] | idx[b, :t+1]): token t+1 is scored by the logits at position t.
+    logits (B, T, vocab), idx (B, T) -> (B, T-1). Callers multiply by mask[:, 1:] (the completion mask
+    shifted the same way). Dividing by the sampling temperature makes GRPO's ratio exactly 1 on-policy."""
+    logits = logits[:, :-1].float() / temperature
+    targets = idx[:, 1:]
+    B, T, V = logits.shape
+    return -F.cross_entropy(logits.reshape(B * T, V), targets.reshape(B * T), reduction="none").view(B, T)
+
+
+# -----------------------------------------------------------------------------
+# the generation engine
+
+@dataclass
+class Generation:
+    tokens: torch.Tensor     # (B, N) generated ids; after the stop token a row holds pad_id
+    logprobs: torch.Tensor   # (B, N) log-prob of each generated token at the sampling temperature
+    mask: torch.Tensor       # (B, N) True for real tokens, the stop token included
+    stopped: torch.Tensor    # (B,) True if the row ended with a stop token, False if it hit max_new_tokens
+
+    def token_lists(self):
+        return [row[m].tolist() for row, m in zip(self.tokens, self.mask)]
+
+
+def left_pad(prompts, pad_id, device):
+    """Left-pad token lists to one length so every row's next token lands in the same column."""
+    T = max(len(p) for p in prompts)
+    idx = torch.full((len(prompts), T), pad_id, dtype=torch.long)
+    valid = torch.zeros((len(prompts), T), dtype=torch.bool)
+    for i, p in enumerate(prompts):
+        idx[i, T - len(p):] = torch.tensor(p, dtype=torch.long)
+        valid[i, T - len(p):] = True
+    return idx.to(device), valid.to(device)
+
+
+def sample_next(logits, temperature, top_k, top_p, generator):
+    """logits (B, vocab) -> next ids (B,). temperature 0 is greedy."""
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits / temperature
+    if top_k:
+        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        probs = sorted_logits.softmax(dim=-1)
+        # drop a token when the tokens ranked above it already cover top_p (the first always stays)
+        drop_sorted = probs.cumsum(dim=-1) - probs > top_p
+        logits = logits.masked_fill(drop_sorted.scatter(1, order, drop_sorted), float("-inf"))
+    return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(1)
+
+
+@torch.no_grad()
+def generate(model, prompts, max_new_tokens, temperature=0.0, top_k=0, top_p=1.0, stop_ids=(),
+             pad_id=0, generator=None, use_cache=True):
+    """Batched sampling from token-list prompts of different lengths. Prompts are left-padded; pad
+    positions are masked out of attention and real tokens get positions 0, 1, ... as if unpadded, so a
+    row's output does not depend on its neighbours. With use_cache the prefix is run once and each step
+    feeds one token per row; without, the whole sequence is recomputed every step (the reference the
+    cache is tested against)."""
+    device = next(model.parameters()).device
+    idx, valid = left_pad(prompts, pad_id, device)   # (B, P)
+    B, P = idx.shape
+    if P + max_new_tokens > model.config.block_size:
+        raise SystemExit(f"a prompt of {P} tokens plus max_new_tokens={max_new_tokens} exceeds "
+                         f"block_size {model.config.block_size}")
+    positions = (valid.cumsum(dim=1) - 1).clamp(min=0)  # (B, P)
+    stop = torch.tensor(list(stop_ids) or [-1], device=device)
+    cache = KVCache(model.config.n_layer, P + max_new_tokens) if use_cache else None
+    out_tokens, out_logprobs, out_mask = [], [], []
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    step_idx, step_pos = idx, positions
+    for t in range(max_new_tokens):
+        S = P + t  # tokens so far
+        # query i (at absolute column S - Tq + i) may see valid keys at columns <= its own, and always itself
+        Tq = step_idx.size(1)
+        cols = torch.arange(S, device=device)
+        q_cols = torch.arange(S - Tq, S, device=device)
+        causal = cols[None, :] <= q_cols[:, None]                        # (Tq, S)
+        attn_mask = (causal[None] & valid[:, None, :]) | (cols[None, None, :] == q_cols[None, :, None])
+        logits, _ = model(step_idx, positions=step_pos, attn_mask=attn_mask.unsqueeze(1), kv_cache=cache)
+        logits = logits[:, -1].float()                                   # (B, vocab)
+        next_id = sample_next(logits, temperature, top_k, top_p, generator)
+        logp = (logits / (temperature or 1.0)).log_softmax(-1).gather(1, next_id[:, None]).squeeze(1)
+        next_id = torch.where(done, pad_id, next_id)                     # finished rows are padded
+        out_tokens.append(next_id); out_logprobs.append(logp); out_mask.append(~done)
+        done = done | torch.isin(next_id, stop)
+        next_pos = step_pos[:, -1:] + 1
+        valid = torch.cat([valid, torch.ones(B, 1, dtype=torch.bool, device=device)], dim=1)
+        if use_cache:
+            step_idx, step_pos = next_id[:, None], next_pos
+        else:
+            step_idx = torch.cat([step_idx, next_id[:, None]], dim=1)
+            step_pos = torch.cat([step_pos, next_pos], dim=1)
+        if bool(done.all()):
+            break
+    return Generation(tokens=torch.stack(out_tokens, 1), logprobs=torch.stack(out_logprobs, 1),
+                      mask=torch.stack(out_mask, 1), stopped=done)
+

@@ -1,0 +1,169 @@
+"""
+Pretraining: next-token prediction on the stream of worked problems that generate_pairs.py wrote
+to data/<name>/train.bin. Reads like nanoGPT's train.py.
+
+    python train_pretrain.py config/pretrain_small.py
+    torchrun --standalone --nproc_per_node=2 train_pretrain.py config/pretrain_small.py
+"""
+import os
+import time
+
+import numpy as np
+import torch
+
+from common import (setup, wrap_model, teardown, sync_context, check_grad_accum, get_lr, optimizer_step,
+                    peak_flops, save_checkpoint, load_checkpoint, model_from_checkpoint, checkpoint_payload,
+                    MetricsLog, read_meta)
+from configurator import configure
+from model import GPT, GPTConfig
+
+# -----------------------------------------------------------------------------
+# defaults: a ~1M-parameter model for a laptop CPU; config/*.py and --key=value override them
+out_dir = "out/pretrain"
+data_dir = "data/small"
+init_from = "scratch"       # "scratch", "resume" (from out_dir/ckpt.pt) or "gpt2"
+eval_interval = 250
+eval_iters = 20
+log_interval = 25
+# data
+batch_size = 64
+block_size = 128
+gradient_accumulation_steps = 1
+# model
+n_layer = 4
+n_head = 4
+n_kv_head = 0
+n_embd = 128
+dropout = 0.0
+bias = True
+pos = "learned"
+norm = "layernorm"
+mlp = "gelu"
+qk_norm = False
+tie_embeddings = True
+# AdamW and its schedule
+learning_rate = 3e-3
+max_iters = 2000
+weight_decay = 0.1
+beta1 = 0.9
+beta2 = 0.99
+grad_clip = 1.0
+warmup_iters = 100
+lr_decay_iters = 0          # 0 means max_iters
+min_lr = 3e-4
+# system
+device = "auto"
+dtype = "auto"
+compile = False
+seed = 1337
+# -----------------------------------------------------------------------------
+
+
+def get_batch(data, batch_size, block_size, rng, device):
+    """Random windows of block_size+1 tokens; y is x shifted by one."""
+    ix = rng.integers(0, len(data) - block_size - 1, size=batch_size)
+    xy = torch.from_numpy(np.stack([data[i:i + block_size + 1] for i in ix]).astype(np.int64))
+    return xy[:, :-1].to(device), xy[:, 1:].to(device)
+
+
+def batch_rng(seed, rank, iter_num, micro_step):
+    # batches depend only on (seed, rank, iteration): a resumed run sees exactly the batches it would have
+    return np.random.default_rng([seed, rank, iter_num, micro_step])
+
+
+@torch.no_grad()
+def estimate_loss(model, splits, rt):
+    model.eval()
+    out = {}
+    for name, data in splits.items():
+        losses = []
+        for k in range(eval_iters):
+            x, y = get_batch(data, batch_size, block_size, np.random.default_rng([seed, 99, k]), rt.device)
+            with rt.autocast:
+                _, loss = model(x, y)
+            losses.append(loss.item())
+        out[name] = float(np.mean(losses))
+    model.train()
+    return out
+
+
+def main():
+    config = configure(globals())
+    rt = setup(device, dtype, seed)
+    accum = check_grad_accum(gradient_accumulation_steps, rt)
+    meta = read_meta(data_dir)
+    splits = {s: np.memmap(os.path.join(data_dir, f"{s}.bin"), dtype=np.uint16, mode="r") for s in ("train", "val")}
+    tokens_per_iter = accum * rt.world_size * batch_size * block_size
+    decay_iters = lr_decay_iters or max_iters
+
+    iter_num, best_val_loss, ckpt_path = 0, 1e9, os.path.join(out_dir, "ckpt.pt")
+    if init_from == "scratch":
+        model_args = dict(block_size=block_size, vocab_size=meta["vocab_size"], n_layer=n_layer, n_head=n_head,
+                          n_kv_head=n_kv_head, n_embd=n_embd, dropout=dropout, bias=bias, pos=pos, norm=norm,
+                          mlp=mlp, qk_norm=qk_norm, tie_embeddings=tie_embeddings)
+        model = GPT(GPTConfig(**model_args)).to(rt.device)
+    elif init_from == "resume":
+        ckpt = load_checkpoint(ckpt_path, rt.device)
+        model = model_from_checkpoint(ckpt, rt.device)
+        iter_num, best_val_loss = ckpt["iter_num"], ckpt["best_val_loss"]
+    elif init_from == "gpt2":
+        model = GPT.from_pretrained("gpt2", dropout=dropout).to(rt.device)
+    else:
+        raise SystemExit(f"init_from={init_from!r}; allowed: scratch, resume, gpt2")
+    if model.config.vocab_size < meta["vocab_size"]:
+        raise SystemExit(f"model vocab {model.config.vocab_size} < data vocab {meta['vocab_size']} "
+                         f"({meta['tokenizer']} tokenizer): the data needs a matching tokenizer")
+    optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), rt.device_type)
+    if init_from == "resume":
+        optimizer.load_state_dict(ckpt["optimizer"])
+        del ckpt
+    model, raw_model = wrap_model(model, rt, compile)
+    log = MetricsLog(out_dir, resume_iter=iter_num if init_from == "resume" else None) if rt.master else None
+    peak = peak_flops(rt) if rt.master else None
+    if rt.master:
+        print(f"{raw_model.num_params() / 1e6:.2f}M parameters, {tokens_per_iter:,} tokens/iter, "
+              f"device {rt.device} ({rt.dtype}), {rt.world_size} process(es)")
+
+    t0, t_start = time.time(), time.time()
+    while True:
+        lr = get_lr(iter_num, learning_rate, min_lr, warmup_iters, decay_iters)
+        if iter_num % eval_interval == 0 or iter_num == max_iters:
+            if rt.master:
+                losses = estimate_loss(model, splits, rt)
+                print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+                log.write(iter=iter_num, split="eval", train_loss=losses["train"], val_loss=losses["val"], lr=lr,
+                          elapsed_s=time.time() - t_start)
+                best_val_loss = min(best_val_loss, losses["val"])
+                if iter_num > 0:
+                    save_checkpoint(ckpt_path, **checkpoint_payload(raw_model, optimizer, config, iter_num,
+                                                                    meta["tokenizer"], best_val_loss=best_val_loss,
+                                                                    tokens_seen=iter_num * tokens_per_iter))
+        if iter_num >= max_iters:
+            break
+
+        for micro_step in range(accum):
+            x, y = get_batch(splits["train"], batch_size, block_size,
+                             batch_rng(seed, rt.rank, iter_num, micro_step), rt.device)
+            with sync_context(model, micro_step, accum), rt.autocast:
+                _, loss = model(x, y)
+                loss = loss / accum  # the gradient of the mean over the whole accumulated batch
+            loss.backward()
+        grad_norm = optimizer_step(model, optimizer, lr, grad_clip)
+        iter_num += 1
+
+        if iter_num % log_interval == 0 and rt.master:
+            dt = (time.time() - t0) / log_interval
+            t0 = time.time()
+            lossf = loss.item() * accum
+            mfu = raw_model.estimate_mfu(tokens_per_iter, block_size, dt, peak) if peak else float("nan")
+            print(f"iter {iter_num}: loss {lossf:.4f}, time {dt * 1000:.1f}ms, "
+                  f"tok/s {tokens_per_iter / dt:,.0f}, mfu {mfu * 100:.1f}%, lr {lr:.2e}")
+            log.write(iter=iter_num, split="train", loss=lossf, lr=lr, grad_norm=grad_norm, ms_per_iter=dt * 1000,
+                      tokens_per_s=tokens_per_iter / dt, mfu=mfu, elapsed_s=time.time() - t_start)
+    if rt.master:
+        print(f"done in {time.time() - t_start:.1f}s; checkpoint {ckpt_path}")
+    teardown(rt)
+
+
+if __name__ == "__main__":
+    main()
