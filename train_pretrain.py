@@ -59,6 +59,13 @@ seed = 1337
 # -----------------------------------------------------------------------------
 
 
+def scratch_config(vocab_size):
+    """The model this config describes (train_sft.py's init_from="scratch" uses the defaults too)."""
+    return GPTConfig(block_size=block_size, vocab_size=vocab_size, n_layer=n_layer, n_head=n_head,
+                     n_kv_head=n_kv_head, n_embd=n_embd, dropout=dropout, bias=bias, pos=pos, norm=norm,
+                     mlp=mlp, qk_norm=qk_norm, tie_embeddings=tie_embeddings)
+
+
 def get_batch(data, batch_size, block_size, rng, device):
     """Random windows of block_size+1 tokens; y is x shifted by one."""
     ix = rng.integers(0, len(data) - block_size - 1, size=batch_size)
@@ -98,10 +105,7 @@ def main():
 
     iter_num, best_val_loss, ckpt_path = 0, 1e9, os.path.join(out_dir, "ckpt.pt")
     if init_from == "scratch":
-        model_args = dict(block_size=block_size, vocab_size=meta["vocab_size"], n_layer=n_layer, n_head=n_head,
-                          n_kv_head=n_kv_head, n_embd=n_embd, dropout=dropout, bias=bias, pos=pos, norm=norm,
-                          mlp=mlp, qk_norm=qk_norm, tie_embeddings=tie_embeddings)
-        model = GPT(GPTConfig(**model_args)).to(rt.device)
+        model = GPT(scratch_config(meta["vocab_size"])).to(rt.device)
     elif init_from == "resume":
         ckpt = load_checkpoint(ckpt_path, rt.device)
         model = model_from_checkpoint(ckpt, rt.device)

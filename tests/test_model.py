@@ -1,0 +1,140 @@
+import itertools
+
+import pytest
+import torch
+
+from model import GPT, GPTConfig, generate, token_logprobs, sample_next
+
+OPTIONS = {
+    "gpt2": dict(),
+    "rope": dict(pos="rope"),
+    "rmsnorm": dict(norm="rmsnorm"),
+    "swiglu": dict(mlp="swiglu"),
+    "gqa": dict(n_kv_head=2),
+    "mqa": dict(n_kv_head=1),
+    "qk_norm": dict(qk_norm=True),
+    "untied": dict(tie_embeddings=False),
+    "no_bias": dict(bias=False),
+    "modern": dict(pos="rope", norm="rmsnorm", mlp="swiglu", n_kv_head=2, qk_norm=True, tie_embeddings=False,
+                   bias=False),
+}
+
+
+def tiny(**kw):
+    torch.manual_seed(0)
+    cfg = dict(block_size=64, vocab_size=50, n_layer=2, n_head=4, n_embd=32)
+    cfg.update(kw)
+    return GPT(GPTConfig(**cfg)).eval()
+
+
+PROMPTS = [[1, 2, 3], [4, 5, 6, 7, 8, 9, 10], [11]]
+
+
+@pytest.mark.parametrize("name", OPTIONS)
+def test_kv_cache_greedy_equals_no_cache(name):
+    model = tiny(**OPTIONS[name])
+    cached = generate(model, PROMPTS, 30)
+    recomputed = generate(model, PROMPTS, 30, use_cache=False)
+    assert torch.equal(cached.tokens, recomputed.tokens)
+    assert torch.allclose(cached.logprobs, recomputed.logprobs, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", OPTIONS)
+def test_left_padding_does_not_change_a_row(name):
+    # a row's greedy output and log-probs must not depend on the padding its neighbours force on it
+    model = tiny(**OPTIONS[name])
+    batched = generate(model, PROMPTS, 20)
+    for i, prompt in enumerate(PROMPTS):
+        alone = generate(model, [prompt], 20)
+        assert torch.equal(alone.tokens[0], batched.tokens[i])
+        assert torch.allclose(alone.logprobs[0], batched.logprobs[i], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", OPTIONS)
+def test_generation_logprobs_match_a_forward_pass(name):
+    model = tiny(**OPTIONS[name])
+    prompt = [5, 6, 7]
+    gen = generate(model, [prompt], 10, temperature=0.7, generator=torch.Generator().manual_seed(0))
+    idx = torch.tensor([prompt + gen.tokens[0].tolist()])
+    logits, _ = model(idx)
+    logps = token_logprobs(logits, idx, temperature=0.7)[0, len(prompt) - 1:]
+    assert torch.allclose(logps, gen.logprobs[0], atol=1e-5)
+
+
+def test_stop_tokens_end_rows_and_pad_them():
+    model = tiny()
+    free = generate(model, PROMPTS, 20, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    row = free.tokens[0].tolist()
+    k = next(k for k in range(1, 20) if row[k] not in row[:k])  # stop row 0 at the first new token
+    gen = generate(model, PROMPTS, 20, temperature=1.0, generator=torch.Generator().manual_seed(0),
+                   stop_ids=(row[k],), pad_id=0)
+    assert gen.stopped[0] and gen.mask[0, :k + 1].all() and not gen.mask[0, k + 1:].any()
+    assert (gen.tokens[0, k + 1:] == 0).all()
+    assert gen.token_lists()[0] == row[:k + 1]
+
+
+def test_sampling_is_deterministic_with_a_seed():
+    model = tiny()
+    a = generate(model, PROMPTS, 15, temperature=1.0, generator=torch.Generator().manual_seed(3))
+    b = generate(model, PROMPTS, 15, temperature=1.0, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a.tokens, b.tokens)
+
+
+def test_top_k_and_top_p_filter_the_distribution():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    g = torch.Generator().manual_seed(0)
+    top1 = {int(sample_next(logits, 1.0, 1, 1.0, g)) for _ in range(50)}
+    assert top1 == {0}
+    top2 = {int(sample_next(logits, 1.0, 2, 1.0, g)) for _ in range(200)}
+    assert top2 == {0, 1}
+    # top_p 0.7: 0.5 alone does not cover it, 0.5+0.3 does: tokens 0 and 1 stay
+    nucleus = {int(sample_next(logits, 1.0, 0, 0.7, g)) for _ in range(200)}
+    assert nucleus == {0, 1}
+
+
+def test_token_logprobs_scores_the_next_token():
+    logits = torch.randn(2, 5, 7)
+    idx = torch.randint(0, 7, (2, 5))
+    logps = token_logprobs(logits, idx)
+    expected = logits.log_softmax(-1)[:, :-1].gather(2, idx[:, 1:, None]).squeeze(2)
+    assert logps.shape == (2, 4)
+    assert torch.allclose(logps, expected, atol=1e-6)
+
+
+def test_too_long_inputs_are_one_line_errors():
+    model = tiny()
+    with pytest.raises(SystemExit, match="longer than block_size"):
+        model(torch.zeros(1, 65, dtype=torch.long))
+    with pytest.raises(SystemExit, match="exceeds block_size"):
+        generate(model, [[1] * 60], 10)
+    with pytest.raises(SystemExit, match="pos="):
+        GPTConfig(pos="alibi")
+
+
+def test_optimizer_decays_only_2d_weights():
+    model = tiny(tie_embeddings=False)
+    opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.99), "cpu")
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.1 and all(p.dim() == 2 for p in decay["params"])
+    assert no_decay["weight_decay"] == 0.0 and all(p.dim() == 1 for p in no_decay["params"])
+    n = sum(p.numel() for g in opt.param_groups for p in g["params"])
+    assert n == sum(p.numel() for p in model.parameters())
+
+
+def test_gqa_has_fewer_parameters_and_mfu_is_positive():
+    full, gqa = tiny(), tiny(n_kv_head=1)
+    assert gqa.num_params() < full.num_params()
+    assert 0 < full.estimate_mfu(tokens_per_iter=1024, seq_len=64, dt=0.1, peak_flops=1e12) < 1
+
+
+def test_from_pretrained_matches_hugging_face_gpt2():
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    hf_config = transformers.GPT2Config(n_positions=32, n_embd=32, n_layer=2, n_head=4, vocab_size=60)
+    hf = transformers.GPT2LMHeadModel(hf_config).eval()
+    ours = GPT.from_pretrained(hf_model=hf).eval()
+    idx = torch.randint(0, 60, (2, 16))
+    with torch.no_grad():
+        theirs = hf(idx).logits
+        mine, _ = ours(idx)
+    assert torch.allclose(mine, theirs, atol=1e-4)

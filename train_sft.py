@@ -1,0 +1,172 @@
+"""
+Supervised fine-tuning: teach the pretrained model to answer a prompt. The same worked problems
+as pretraining, but now as (prompt, completion) pairs with the loss on completion tokens only, so the
+model spends nothing on predicting the random operands of the prompt.
+
+    python train_sft.py config/sft_small.py
+"""
+import os
+import time
+from collections import defaultdict
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from common import (setup, wrap_model, teardown, sync_context, check_grad_accum, get_lr, optimizer_step,
+                    save_checkpoint, start_model, checkpoint_payload, check_tokenizer, MetricsLog, read_jsonl,
+                    read_meta, encode_completions, greedy_accuracy)
+from configurator import configure
+from model import GPT
+from tasks import problem_from_row
+from tokenizer import get_tokenizer
+from train_pretrain import get_batch, scratch_config
+
+# -----------------------------------------------------------------------------
+out_dir = "out/sft"
+data_dir = "data/small"
+init_from = "out/pretrain/ckpt.pt"   # a checkpoint path, "resume" (out_dir/ckpt.pt), "scratch" or "gpt2"
+eval_interval = 200
+log_interval = 25
+n_eval_problems = 350                # greedy exact match on this many held-out problems (50 per type)
+max_new_tokens = 100
+forgetting_threshold = 0.3           # warn when pretraining val loss rises this much above its start
+batch_size = 64
+gradient_accumulation_steps = 1
+max_iters = 600
+learning_rate = 1e-3
+min_lr = 1e-4
+warmup_iters = 20
+lr_decay_iters = 0                   # 0 means max_iters
+weight_decay = 0.1
+beta1 = 0.9
+beta2 = 0.99
+grad_clip = 1.0
+dropout = 0.0
+device = "auto"
+dtype = "auto"
+compile = False
+seed = 1337
+# -----------------------------------------------------------------------------
+
+
+def sft_batch(examples, ix, tok, block_size, device):
+    """x (B, T) inputs and y (B, T) targets where only completion tokens are scored (-1 elsewhere).
+    Target t is token t+1, so the mask is shifted with it: the first completion token is predicted
+    from the last prompt token, and the prompt's own tokens are never targets."""
+    idx, completion_mask = encode_completions(tok, [examples[i]["prompt"] for i in ix],
+                                              [examples[i]["completion"] for i in ix], block_size)
+    targets = torch.where(completion_mask[:, 1:], idx[:, 1:], -1)  # (B, T-1)
+    return idx[:, :-1].to(device), targets.to(device)
+
+
+@torch.no_grad()
+def val_loss_by_type(model, examples, tok, block_size, rt):
+    """Completion-token loss on the validation examples, per task type."""
+    model.eval()
+    by_type = defaultdict(list)
+    for e in examples:
+        by_type[e["type"]].append(e)
+    out = {}
+    for task_type, rows in sorted(by_type.items()):
+        x, y = sft_batch(rows, range(len(rows)), tok, block_size, rt.device)
+        with rt.autocast:
+            logits, _ = model(x)
+        out[task_type] = F.cross_entropy(logits.float().transpose(1, 2), y, ignore_index=-1).item()
+    model.train()
+    return out
+
+
+@torch.no_grad()
+def pretrain_val_loss(model, val_data, block_size, rt, n_batches=10):
+    """Loss on the pretraining stream: tracked so a fine-tuning run that forgets it gets noticed."""
+    model.eval()
+    losses = []
+    for k in range(n_batches):
+        x, y = get_batch(val_data, 32, block_size, np.random.default_rng([seed, 7, k]), rt.device)
+        with rt.autocast:
+            losses.append(model(x, y)[1].item())
+    model.train()
+    return float(np.mean(losses))
+
+
+def main():
+    config = configure(globals())
+    rt = setup(device, dtype, seed)
+    accum = check_grad_accum(gradient_accumulation_steps, rt)
+    meta = read_meta(data_dir)
+    tok = get_tokenizer(meta["tokenizer"])
+    train = read_jsonl(os.path.join(data_dir, "sft_train.jsonl"), ("prompt", "completion"))
+    val = read_jsonl(os.path.join(data_dir, "sft_val.jsonl"), ("prompt", "completion", "Q", "A", "type"))
+    eval_problems = [problem_from_row(r) for r in val[:n_eval_problems]]
+    val_stream = np.memmap(os.path.join(data_dir, "val.bin"), dtype=np.uint16, mode="r")
+
+    iter_num, resuming = 0, init_from == "resume"
+    if init_from == "scratch":
+        model = GPT(scratch_config(meta["vocab_size"])).to(rt.device)  # train_pretrain.py's default shape
+    elif init_from == "gpt2":
+        model = GPT.from_pretrained("gpt2", dropout=dropout).to(rt.device)
+    else:
+        model, ckpt, resuming = start_model(init_from, out_dir, rt, dropout)
+        check_tokenizer(ckpt["tokenizer"], meta["tokenizer"], init_from, data_dir)
+    block = model.config.block_size
+    optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), rt.device_type)
+    if resuming:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        iter_num = ckpt["iter_num"]
+    model, raw_model = wrap_model(model, rt, compile)
+    log = MetricsLog(out_dir, resume_iter=iter_num if resuming else None) if rt.master else None
+    decay_iters = lr_decay_iters or max_iters
+    start_pretrain_loss = ckpt.get("start_pretrain_loss") if resuming else None
+    if start_pretrain_loss is None:
+        start_pretrain_loss = pretrain_val_loss(raw_model, val_stream, block, rt)
+    if rt.master:
+        print(f"{len(train):,} training examples, {raw_model.num_params() / 1e6:.2f}M parameters, "
+              f"pretraining val loss at start {start_pretrain_loss:.4f}")
+
+    t0 = t_start = time.time()
+    while True:
+        lr = get_lr(iter_num, learning_rate, min_lr, warmup_iters, decay_iters)
+        if rt.master and (iter_num % eval_interval == 0 or iter_num == max_iters):
+            losses = val_loss_by_type(raw_model, val, tok, block, rt)
+            acc = greedy_accuracy(raw_model, tok, eval_problems, rt, max_new_tokens)
+            forget = pretrain_val_loss(raw_model, val_stream, block, rt)
+            print(f"step {iter_num}: val loss {np.mean(list(losses.values())):.4f}, "
+                  f"greedy accuracy {acc['overall']:.3f}, pretraining val loss {forget:.4f}")
+            print("  " + ", ".join(f"{t} {a:.2f}" for t, a in acc.items() if t != "overall"))
+            forgetting = forget > start_pretrain_loss + forgetting_threshold
+            if forgetting:
+                print(f"warning: pretraining val loss rose from {start_pretrain_loss:.3f} to {forget:.3f}: "
+                      f"the model is forgetting; lower learning_rate or max_iters")
+            log.write(iter=iter_num, split="eval", val_loss=losses, accuracy=acc, pretrain_val_loss=forget,
+                      forgetting=forgetting, lr=lr, elapsed_s=time.time() - t_start)
+            if iter_num > 0:
+                save_checkpoint(os.path.join(out_dir, "ckpt.pt"),
+                                **checkpoint_payload(raw_model, optimizer, config, iter_num, meta["tokenizer"],
+                                                     start_pretrain_loss=start_pretrain_loss, accuracy=acc))
+        if iter_num >= max_iters:
+            break
+
+        for micro_step in range(accum):
+            rng = np.random.default_rng([seed, rt.rank, iter_num, micro_step])
+            x, y = sft_batch(train, rng.integers(0, len(train), size=batch_size), tok, block, rt.device)
+            with sync_context(model, micro_step, accum), rt.autocast:
+                logits, _ = model(x)
+                loss = F.cross_entropy(logits.float().transpose(1, 2), y, ignore_index=-1) / accum
+            loss.backward()
+        grad_norm = optimizer_step(model, optimizer, lr, grad_clip)
+        iter_num += 1
+
+        if rt.master and iter_num % log_interval == 0:
+            dt = (time.time() - t0) / log_interval
+            t0 = time.time()
+            print(f"iter {iter_num}: loss {loss.item() * accum:.4f}, time {dt * 1000:.1f}ms, lr {lr:.2e}")
+            log.write(iter=iter_num, split="train", loss=loss.item() * accum, lr=lr, grad_norm=grad_norm,
+                      ms_per_iter=dt * 1000, elapsed_s=time.time() - t_start)
+    if rt.master:
+        print(f"done in {time.time() - t_start:.1f}s")
+    teardown(rt)
+
+
+if __name__ == "__main__":
+    main()
