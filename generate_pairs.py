@@ -22,9 +22,10 @@ import numpy as np
 from tqdm import tqdm
 
 from configurator import configure
-from tasks import (TASK_TYPES, completion, format_completion, is_correct, ood_task_digits, other_answers,
-                   sample_problems, solve, split_steps, validate_task_digits, worked_solution)
-from tokenizer import END, EOT, get_tokenizer
+# only functions are imported by name: an imported string or tuple would become a config key
+from tasks import (completion, format_completion, is_correct, ood_task_digits, other_answers, sample_problems, solve,
+                   split_steps, validate_task_digits, worked_solution)
+from tokenizer import get_tokenizer
 
 # -----------------------------------------------------------------------------
 # default config: the small laptop dataset (config/data_small.py says the same)
@@ -41,17 +42,15 @@ tasks = {
     "b_minus_x_eq_c_q": ((1, 3), (1, 3)),    # b, x
     "x_times_b_eq_c_q": ((1, 3), (1, 1)),    # x, b
 }
-ood_extra_digits = 1         # test_ood: the first operand gets 1..this many digits more, the second up to this many
+ood_extra_digits = 1         # test_ood: the longer operand gets 1..this many digits more (a 1-digit multiplier or divisor stays)
 n_train_per_type = 6000      # the 1-digit multiplier/divisor types hold only ~8k problems, all splits together
 n_val_per_type = 500
 n_test_per_type = 1000
 n_test_ood_per_type = 1000
-held_out_max_share = 0.2     # test and val take at most this share of any digit-count cell (e.g. of the 100 1+1-digit sums)
+held_out_max_share = 0.2     # test, val: at most this share of each digit-count cell (e.g. the 100 1+1-digit sums)
 worked = True                # completions with the <think> worked solution; False: the bare answer
 pair_format = 'pairs'        # 'pairs', or 'seed' to also write pairs_seed.jsonl
 # -----------------------------------------------------------------------------
-
-NEGATIVE_KINDS = ("refusal", "near_miss", "wrong_operation", "corrupted_step")
 
 
 def near_miss_answer(answer, rng):
@@ -70,7 +69,7 @@ def rejected_completion(problem, kind, rng):
     the error through the later steps; wrong_operation works another operation on the same numbers
     (it falls back to near_miss where every other operation gives the right answer too, as for 0+0)."""
     if kind == "refusal":
-        return kind, f"Sorry, I do not know!{END}"
+        return kind, format_completion("Sorry, I do not know!")   # in the answer's place
     if kind == "wrong_operation":
         ops = [op for op, a in other_answers(problem).items() if a != problem.answer]
         if ops:
@@ -87,9 +86,10 @@ def rejected_completion(problem, kind, rng):
 
 
 def pair_rows(problems, rng):
+    kinds = ("refusal", "near_miss", "wrong_operation", "corrupted_step")   # in turn
     rows = []
     for i, p in enumerate(problems):
-        kind, rejected = rejected_completion(p, NEGATIVE_KINDS[i % len(NEGATIVE_KINDS)], rng)
+        kind, rejected = rejected_completion(p, kinds[i % len(kinds)], rng)
         chosen = completion(p, worked)
         assert rejected != chosen and not is_correct(rejected, p.answer), (p, rejected)
         rows.append({"prompt": p.prompt, "chosen": chosen, "rejected": rejected,
@@ -123,11 +123,20 @@ def write_jsonl(path, rows):
             f.write(json.dumps(row) + "\n")
 
 
-def write_bin(path, rows, tok):
+def write_bin(path, encoded, tok):
     """Pretraining stream: every document followed by <|endoftext|>. Returns the number of tokens."""
-    ids = tok.encode("".join(r["prompt"] + r["completion"] + EOT for r in rows))
+    ids = [i for prompt, completion in encoded for i in prompt + completion + [tok.eot_id]]
     np.array(ids, dtype=np.uint16).tofile(path)
     return len(ids)
+
+
+def longest(rows, encoded):
+    """Per type, the most tokens in a completion (for max_new_tokens) and in a document (for block_size)."""
+    completions, documents = dict.fromkeys(tasks, 0), dict.fromkeys(tasks, 0)
+    for r, (prompt, completion) in zip(rows, encoded):
+        completions[r["type"]] = max(completions[r["type"]], len(completion))
+        documents[r["type"]] = max(documents[r["type"]], len(prompt) + len(completion) + 1)   # + <|endoftext|>
+    return completions, documents
 
 
 def check_config(tok):
@@ -167,15 +176,15 @@ def main():
     os.makedirs(out_dir, exist_ok=True)
 
     meta = {"tokenizer": tok.name, "vocab_size": tok.vocab_size, "worked": worked,
-            "counts": {s: {t: sum(p.type == t for p in ps) for t in TASK_TYPES if t in tasks} for s, ps in splits.items()},
-            "tokens": {}, "max_completion_tokens": {}, "config": config}
+            "counts": {s: {t: sum(p.type == t for p in ps) for t in tasks} for s, ps in splits.items()},
+            "tokens": {}, "max_completion_tokens": {}, "max_document_tokens": {}, "config": config}
     for split, problems in splits.items():
         rows = sft_rows(problems)
-        meta["max_completion_tokens"][split] = {t: max(len(tok.encode(r["completion"])) for r in rows if r["type"] == t)
-                                                for t in meta["counts"][split]}
+        encoded = [(tok.encode(r["prompt"]), tok.encode(r["completion"])) for r in rows]   # as SFT will see them
+        meta["max_completion_tokens"][split], meta["max_document_tokens"][split] = longest(rows, encoded)
         if split in ("train", "val"):
             write_jsonl(os.path.join(out_dir, f"sft_{split}.jsonl"), rows)
-            meta["tokens"][split] = write_bin(os.path.join(out_dir, f"{split}.bin"), rows, tok)
+            meta["tokens"][split] = write_bin(os.path.join(out_dir, f"{split}.bin"), encoded, tok)
             write_jsonl(os.path.join(out_dir, f"pairs_{split}.jsonl"), pair_rows(problems, rng))
         else:
             write_jsonl(os.path.join(out_dir, f"{split}.jsonl"), rows)

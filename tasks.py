@@ -34,10 +34,9 @@ first (division goes from the most significant digit, as by hand):
     x*7=2415      x=2415/7: then the division steps
 """
 import math
-import random
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from itertools import product
 
 from tokenizer import END, END_THINK, THINK
@@ -81,6 +80,17 @@ def problem_from_row(row):
         return Problem(task_type, prompt, int(row["A"]))
     except ValueError:
         raise SystemExit(f"row A {row['A']!r} (Q {prompt!r}) must be an integer")
+
+
+def parse_prompt(prompt):
+    """The Problem a typed-in prompt states, its answer computed; None when the prompt is none of the
+    task forms or has no integer answer (7/2=?). For eval.py's prompt files and sample.py."""
+    for task_type, pattern in _PROMPT_RE.items():
+        if pattern.fullmatch(prompt):
+            op, left, right, _ = _plan(Problem(task_type, prompt, 0))
+            answer = _apply(op, left, right)
+            return None if answer is None else Problem(task_type, prompt, answer)
+    return None
 
 # -----------------------------------------------------------------------------
 # sampling
@@ -130,7 +140,7 @@ def sample_problems(task_digits, n_per_type, rng, exclude=frozenset(), max_cell_
         if n_per_type > sum(caps.values()):
             raise SystemExit(f"{task_type} with digits {digits} has only {sum(caps.values())} distinct problems"
                              f"{' in reach' if max_cell_share < 1 else ''}, {n_per_type} asked for: "
-                             "lower the number per type or widen the digits")
+                             "lower n_*_per_type or widen the digits")
         taken, counts = set(), dict.fromkeys(caps, 0)
         for _ in range(100 * n_per_type + 10_000):   # enough unless exclude leaves too few
             if len(taken) == n_per_type:
@@ -145,20 +155,29 @@ def sample_problems(task_digits, n_per_type, rng, exclude=frozenset(), max_cell_
                 problems.append(p)
         if len(taken) < n_per_type:
             raise SystemExit(f"{task_type} with digits {digits}: found only {len(taken)} of {n_per_type} distinct "
-                             "problems outside the held-out ones: lower the number per type or widen the digits")
+                             "problems outside the held-out ones: lower n_*_per_type or widen the digits")
     return problems
 
 
 def ood_task_digits(task_digits, extra):
-    """Longer operands: every max digit count + extra, and the first operand at least old max + 1 digits."""
-    return {t: ((hi0 + 1, hi0 + extra), (lo1, hi1 + extra)) for t, ((_, hi0), (lo1, hi1)) in task_digits.items()}
+    """Longer operands, same format: the longer operand gets hi+1..hi+extra digits (so every OOD problem is
+    longer than any training problem) and the other one up to hi+extra, except a one-digit multiplier or
+    divisor, which stays one digit: a two-digit one would need a step format the model never saw."""
+    def longer(digits):
+        (lo0, hi0), (lo1, hi1) = digits
+        grow = lambda lo, hi: (lo, hi) if hi == 1 else (lo, hi + extra)
+        if hi0 >= hi1:
+            return (hi0 + 1, hi0 + extra), grow(lo1, hi1)
+        return grow(lo0, hi0), (hi1 + 1, hi1 + extra)
+    return {t: longer(digits) for t, digits in task_digits.items()}
 
 
 def validate_task_digits(task_digits, key_name):
     """Exit with a one-line message if task_digits is not {task_type: ((lo, hi), (lo, hi))} with 1 <= lo <= hi.
     (Division is built from divisor and quotient, so any valid digit counts give exact, non-trivial problems.)"""
     if not isinstance(task_digits, dict) or not task_digits:
-        raise SystemExit(f"{key_name} must be a non-empty dict {{task_type: ((lo, hi), (lo, hi))}}, got {task_digits!r}")
+        raise SystemExit(f"{key_name} must be a non-empty dict {{task_type: ((lo, hi), (lo, hi))}}, "
+                         f"got {task_digits!r}")
     for task_type, digits in task_digits.items():
         if task_type not in TASK_TYPES:
             raise SystemExit(f"{key_name}: unknown task type {task_type!r}; allowed: {', '.join(TASK_TYPES)}")
@@ -336,10 +355,7 @@ def has_canonical_format(text):
 
 
 def _to_decimal(s):
-    try:
-        return Decimal(s.replace(",", ""))
-    except InvalidOperation:
-        return None
+    return Decimal(s.replace(",", ""))   # s matched _NUM, so it is a valid number
 
 
 def is_correct(text, answer):
@@ -369,7 +385,8 @@ def _is_true(step):
 def check_steps(problem, worked_text):
     """Errors in a worked solution, [] if it is right: every step must be a true equation, and
     the steps must be the canonical ones (a true step with a dropped carry is still wrong)."""
-    got, want = split_steps(worked_text), split_steps(worked_solution(problem))
+    reference = worked_solution(problem)
+    got, want = split_steps(worked_text), split_steps(reference)
     errors = [f"step {i + 1} {s!r} is false" for i, s in enumerate(got) if not s.endswith(":") and not _is_true(s)]
     if errors:
         return errors
@@ -378,7 +395,7 @@ def check_steps(problem, worked_text):
             return [f"step {i + 1} {g!r} should be {w!r}"]   # later steps follow from this one
     if len(got) != len(want):
         return [f"{len(got)} steps where {len(want)} are needed"]
-    return [] if worked_text == worked_solution(problem) else ["steps are right but not joined as in the canonical form"]
+    return [] if worked_text == reference else ["the steps are right but not joined as in the canonical form"]
 
 
 def _column_and_carry(step):

@@ -1,0 +1,402 @@
+"""
+Evaluate one or more checkpoints on held-out problems: greedy exact-match accuracy per task type with
+95% bootstrap confidence intervals, format compliance, lengths, teacher-forced token accuracy, and
+(with num_samples > 0) pass@k and maj@k from sampled completions. Several checkpoints are evaluated
+on the same problems and compared in one table, with a paired-bootstrap CI of last minus first.
+
+    python eval.py config/eval_small.py --ckpt=out/sft/ckpt.pt
+    python eval.py config/eval_small.py --ckpt=out/sft/ckpt.pt,out/dpo/ckpt.pt
+    python eval.py config/eval_small.py --ckpt=a,b,c,d --source=test_ood --out_dir=out/eval_ood
+    python eval.py config/eval_small.py --source=prompts.txt --show_transcripts=True
+    python eval.py config/eval_small.py --num_samples=16 --temperature=0.8
+
+Writes out_dir/results.json (every number, and every greedy completion), out_dir/results.md (the
+tables, also printed) and out_dir/transcripts.jsonl (generated tokens with their log-probs).
+Answers are extracted and checked by tasks.py only, as in generate_pairs.py and the GRPO reward.
+"""
+import json
+import os
+import random
+import time
+from collections import Counter
+
+import numpy as np
+import torch
+
+from common import (setup, load_checkpoint, model_from_checkpoint, check_tokenizer, read_jsonl, read_meta,
+                    encode_completions, check_prompt, complete)
+from configurator import configure
+from tasks import TASK_TYPES, Problem, completion, extract_answer, has_canonical_format, is_correct, \
+    parse_prompt, problem_from_row, sample_problems
+from tokenizer import get_tokenizer
+
+# -----------------------------------------------------------------------------
+# defaults; config/eval_small.py and --key=value override them
+out_dir = "out/eval"
+data_dir = "data/small"
+ckpt = "out/sft/ckpt.pt"    # one checkpoint, or several separated by commas for a side-by-side table
+source = "test"             # "test", "test_ood", "generated" or the path of a text file with one prompt a line
+n_per_type = 0              # at most this many problems per task type (0 = all); "generated" draws this many
+max_new_tokens = 100
+batch_size = 500
+num_samples = 0             # > 0: also sample this many completions per problem for pass@k and maj@k
+temperature = 1.0           # of those samples; the accuracy column is always greedy
+top_k = 0
+top_p = 1.0
+n_transcripts = 5           # examples per checkpoint written token by token to transcripts.jsonl
+show_transcripts = False    # and printed
+device = "auto"
+dtype = "auto"
+seed = 1337
+# -----------------------------------------------------------------------------
+
+
+# statistics
+
+def bootstrap_ci(values, n_boot=1000, seed=0):
+    """95% percentile-bootstrap interval of the mean of values (one per problem). All resamples are drawn
+    at once: an (n_boot, n) index matrix. The paired CI of a difference is this applied to b - a."""
+    values = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(axis=1)  # (n_boot,)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def pass_at_k(n, c, k):
+    """Chen et al. 2021's unbiased pass@k from n samples of which c are right: 1 - C(n-c, k) / C(n, k),
+    written as a product so that large n does not overflow."""
+    if n - c < k:
+        return 1.0
+    return 1.0 - float(np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def majority_correct(texts, answer):
+    """maj@k: is the most common extracted answer among the samples right? (Samples without an answer
+    do not vote; ties go to the answer seen first.)"""
+    first_text = {}
+    for text in texts:
+        first_text.setdefault(extract_answer(text), text)
+    votes = Counter(a for a in map(extract_answer, texts) if a is not None)
+    if not votes:
+        return False
+    return is_correct(first_text[votes.most_common(1)[0][0]], answer)
+
+
+def completion_token_hits(logits, idx, completion_mask):
+    """Teacher forcing: per row, how many completion tokens the argmax predicts right, and how many there
+    are. logits (B, T, vocab) at position t predict token t+1, hence the shift. Returns (B,), (B,)."""
+    targets, mask = idx[:, 1:], completion_mask[:, 1:]           # (B, T-1)
+    hits = (logits[:, :-1].argmax(dim=-1) == targets) & mask     # (B, T-1)
+    return hits.sum(dim=1), mask.sum(dim=1)
+
+
+# -----------------------------------------------------------------------------
+# problems
+
+def group_of(item):
+    """Items are Problems, or plain prompt strings that cannot be graded."""
+    return item.type if isinstance(item, Problem) else "ungraded"
+
+
+def prompt_of(item):
+    return item.prompt if isinstance(item, Problem) else item
+
+
+def read_prompts(path):
+    """One prompt a line; a line that states one of the task forms becomes a Problem with its answer
+    computed, any other line stays a plain prompt: it is run but not graded."""
+    with open(path) as f:
+        lines = [line.strip() for line in f if line.strip()]
+    if not lines:
+        raise SystemExit(f"{path} has no prompts: write one a line, e.g. 17+19=?")
+    return [parse_prompt(line) or line for line in lines]
+
+
+def load_problems(source, data_dir, n_per_type=0, seed=1337):
+    """The items to evaluate, in file order, at most n_per_type of each task type (0 = all)."""
+    if source in ("test", "test_ood"):
+        rows = read_jsonl(os.path.join(data_dir, f"{source}.jsonl"), required=("Q", "A", "type"))
+        items = [problem_from_row(row) for row in rows]
+    elif source == "generated":
+        data_config = read_meta(data_dir)["config"]
+        items = sample_problems(data_config["tasks"], n_per_type or data_config["n_test_per_type"],
+                                random.Random(seed))
+    elif os.path.isfile(source):
+        items = read_prompts(source)
+    else:
+        raise SystemExit(f"source={source!r}: use test, test_ood, generated or the path of a prompts file")
+    if not n_per_type:
+        return items
+    kept, counts = [], Counter()
+    for item in items:
+        counts[group_of(item)] += 1
+        if counts[group_of(item)] <= n_per_type:
+            kept.append(item)
+    return kept
+
+
+def fit_max_new_tokens(tok, prompts, block_size, max_new_tokens):
+    """Every prompt must fit in block_size with room to answer; max_new_tokens is clamped so that the
+    longest prompt plus its completion fits (completions are far shorter than the default allows)."""
+    lengths = [len(tok.encode(p)) for p in prompts]
+    longest = prompts[int(np.argmax(lengths))]
+    check_prompt(tok, longest, block_size)
+    room = block_size - max(lengths)
+    if max_new_tokens > room:
+        print(f"max_new_tokens {max_new_tokens} clamped to {room}: the longest prompt {longest!r} has "
+              f"{max(lengths)} tokens and block_size is {block_size}")
+    return min(max_new_tokens, room)
+
+
+# -----------------------------------------------------------------------------
+# evaluation of one model
+
+def generated_rows(generations):
+    """Per prompt, across the batches: the generated ids and their log-probs (stop token included)."""
+    ids, logprobs = [], []
+    for gen in generations:
+        for tokens, logps, mask in zip(gen.tokens, gen.logprobs, gen.mask):
+            ids.append(tokens[mask].tolist())
+            logprobs.append(logps[mask].tolist())
+    return ids, logprobs
+
+
+def worked_length(ids, tok):
+    """Tokens between <think> and </think>; NaN when the completion has no complete worked solution."""
+    if tok.think_id not in ids or tok.end_think_id not in ids:
+        return float("nan")
+    start, end = ids.index(tok.think_id), ids.index(tok.end_think_id)
+    return end - start - 1 if end > start else float("nan")
+
+
+@torch.no_grad()
+def token_accuracy(model, tok, prompts, references, rt, batch_size):
+    """Right argmax predictions and completion tokens per reference completion, one forward a batch."""
+    model.eval()
+    hits, totals = [], []
+    for i in range(0, len(prompts), batch_size):
+        idx, mask = encode_completions(tok, prompts[i:i + batch_size], references[i:i + batch_size],
+                                       model.config.block_size)
+        with rt.autocast:
+            logits, _ = model(idx.to(rt.device))                 # (B, T, vocab)
+        h, t = completion_token_hits(logits, idx.to(rt.device), mask.to(rt.device))
+        hits.append(h.cpu())
+        totals.append(t.cpu())
+    return torch.cat(hits).numpy(), torch.cat(totals).numpy()
+
+
+def sampled_metrics(model, tok, problems, rt, n, max_new_tokens, batch_size, temperature, top_k, top_p, seed):
+    """pass@k for k = 1, 2, 4, ... n (unbiased estimate from n samples) and maj@n, per problem."""
+    generator = torch.Generator(device=rt.device).manual_seed(seed)
+    texts, _ = complete(model, tok, [p.prompt for p in problems for _ in range(n)], rt, max_new_tokens,
+                        batch_size, temperature, top_k, top_p, generator)
+    ks = sorted({2 ** i for i in range(n.bit_length()) if 2 ** i <= n} | {n})
+    metrics = {f"pass@{k}": np.zeros(len(problems)) for k in ks} | {f"maj@{n}": np.zeros(len(problems))}
+    for i, p in enumerate(problems):
+        samples = texts[i * n:(i + 1) * n]
+        c = sum(is_correct(t, p.answer) for t in samples)
+        for k in ks:
+            metrics[f"pass@{k}"][i] = pass_at_k(n, c, k)
+        metrics[f"maj@{n}"][i] = majority_correct(samples, p.answer)
+    return metrics
+
+
+def group_metrics(sel, per_item, graded, seed):
+    """Summary of the items selected by the boolean mask sel (lengths in tokens, rates in [0, 1])."""
+    worked = per_item["worked_len"][sel]
+    worked = worked[~np.isnan(worked)]
+    out = {"n": int(sel.sum()), "format_rate": float(per_item["canonical"][sel].mean()),
+           "completion_len": float(per_item["completion_len"][sel].mean()),
+           "worked_len": float(worked.mean()) if worked.size else None}
+    if graded:
+        correct = per_item["correct"][sel]
+        out |= {"acc": float(correct.mean()), "ci": bootstrap_ci(correct, seed=seed),
+                "token_acc": float(per_item["token_hits"][sel].sum() / per_item["token_total"][sel].sum())}
+        out |= {k: float(v[sel].mean()) for k, v in per_item.items() if k.startswith(("pass@", "maj@"))}
+    return out
+
+
+def transcripts(tok, items, texts, ids, logprobs, n):
+    """n examples spread over the items (so over the task types), every generated token with its id,
+    text and log-prob."""
+    picks = sorted(set(np.linspace(0, len(items) - 1, n).round().astype(int).tolist())) if n else []
+    out = []
+    for i in picks:
+        answer = items[i].answer if isinstance(items[i], Problem) else None
+        out.append({"prompt": prompt_of(items[i]), "answer": answer, "completion": texts[i],
+                    "correct": None if answer is None else is_correct(texts[i], answer),
+                    "tokens": [{"id": t, "text": s, "logprob": lp}
+                               for t, s, lp in zip(ids[i], tok.decode_tokens(ids[i]), logprobs[i])]})
+    return out
+
+
+def evaluate_checkpoint(model, tok, problems, rt, max_new_tokens=100, batch_size=500, num_samples=0,
+                        temperature=1.0, top_k=0, top_p=1.0, worked=True, n_transcripts=0, seed=1337):
+    """Greedy completions of every item, then per task type and overall: accuracy with its bootstrap
+    CI, format rate, lengths, teacher-forced token accuracy (references made by tasks.completion with
+    the data's `worked` setting) and, with num_samples > 0, pass@k and maj@k. Returns a dict with
+    "metrics" {group: {...}}, the per-item "completions" and "correct" (None if ungraded), and
+    "transcripts"."""
+    prompts = [prompt_of(p) for p in problems]
+    texts, generations = complete(model, tok, prompts, rt, max_new_tokens, batch_size)
+    ids, logprobs = generated_rows(generations)
+    groups = np.array([group_of(p) for p in problems])
+    is_graded = groups != "ungraded"
+    graded = [p for p in problems if isinstance(p, Problem)]
+    N = len(problems)
+    per_item = {"canonical": np.array([has_canonical_format(t) for t in texts]),
+                "completion_len": np.array([len(r) for r in ids], dtype=float),
+                "worked_len": np.array([worked_length(r, tok) for r in ids], dtype=float),
+                "correct": np.full(N, np.nan), "token_hits": np.zeros(N), "token_total": np.zeros(N)}
+    per_item["correct"][is_graded] = [is_correct(texts[i], problems[i].answer) for i in np.flatnonzero(is_graded)]
+    if graded:
+        references = [completion(p, worked) for p in graded]
+        per_item["token_hits"][is_graded], per_item["token_total"][is_graded] = \
+            token_accuracy(model, tok, [p.prompt for p in graded], references, rt, batch_size)
+    if num_samples and graded:
+        for key, values in sampled_metrics(model, tok, graded, rt, num_samples, max_new_tokens, batch_size,
+                                           temperature, top_k, top_p, seed).items():
+            per_item[key] = np.full(N, np.nan)
+            per_item[key][is_graded] = values
+    present = [t for t in TASK_TYPES if t in groups]
+    metrics = {t: group_metrics(groups == t, per_item, True, seed) for t in present}
+    if graded:
+        metrics["overall"] = group_metrics(is_graded, per_item, True, seed)
+    if not is_graded.all():
+        metrics["ungraded"] = group_metrics(~is_graded, per_item, False, seed)
+    return {"metrics": metrics, "max_new_tokens": max_new_tokens,
+            # a reference answer longer than the generation budget cannot be produced in full
+            "references_over_budget": int((per_item["token_total"] > max_new_tokens).sum()),
+            "completions": texts,
+            "correct": [None if np.isnan(c) else bool(c) for c in per_item["correct"]],
+            "transcripts": transcripts(tok, problems, texts, ids, logprobs, n_transcripts)}
+
+
+# -----------------------------------------------------------------------------
+# several checkpoints: the comparison and the report
+
+def paired_delta(first, last, problems, seed=1337):
+    """Accuracy of last minus first per group, with a paired bootstrap CI: both were evaluated on the
+    same problems, so resampling problems and differencing removes the problem-to-problem variance."""
+    groups = np.array([group_of(p) for p in problems])
+    a = np.array([np.nan if c is None else float(c) for c in first["correct"]])
+    b = np.array([np.nan if c is None else float(c) for c in last["correct"]])
+    out = {}
+    for group in first["metrics"]:
+        if group == "ungraded":
+            continue
+        sel = groups != "ungraded" if group == "overall" else groups == group
+        diff = b[sel] - a[sel]
+        out[group] = {"diff": float(diff.mean()), "ci": bootstrap_ci(diff, seed=seed)}
+    return out
+
+
+def percent(value, ci, sign=""):
+    return f"{100 * value:{sign}.1f} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+
+def markdown_table(results):
+    """Greedy accuracy (%) with 95% CIs: a row per task type and overall, a column per checkpoint, and
+    the paired difference last minus first when there are several."""
+    checkpoints = results["checkpoints"]
+    names = [c["name"] for c in checkpoints]
+    header = ["task", "n"] + names + ([f"delta ({names[-1]} - {names[0]})"] if "delta" in results else [])
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for group, m in checkpoints[0]["metrics"].items():
+        if group == "ungraded":
+            continue
+        cells = [group, str(m["n"])] + [percent(c["metrics"][group]["acc"], c["metrics"][group]["ci"])
+                                       for c in checkpoints]
+        if "delta" in results:
+            cells.append(percent(results["delta"][group]["diff"], results["delta"][group]["ci"], "+"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def metrics_table(results):
+    """The other overall numbers, a row per checkpoint."""
+    rows = []
+    for c in results["checkpoints"]:
+        m = c["metrics"].get("overall", c["metrics"].get("ungraded"))
+        row = {"checkpoint": c["name"], "format %": f"{100 * m['format_rate']:.1f}",
+               "completion tokens": f"{m['completion_len']:.1f}",
+               "worked tokens": "-" if m["worked_len"] is None else f"{m['worked_len']:.1f}"}
+        if "token_acc" in m:
+            row["token acc %"] = f"{100 * m['token_acc']:.1f}"
+        row |= {k: f"{100 * v:.1f}" for k, v in m.items() if k.startswith(("pass@", "maj@"))}
+        if "ungraded" in c["metrics"]:
+            row["ungraded"] = str(c["metrics"]["ungraded"]["n"])
+        rows.append(row)
+    header = list(rows[0])
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    return "\n".join(lines + ["| " + " | ".join(r.get(h, "-") for h in header) + " |" for r in rows])
+
+
+def checkpoint_names(paths):
+    """The stage directory (out/sft/ckpt.pt -> sft) when that tells the checkpoints apart, else the path."""
+    names = [os.path.basename(os.path.dirname(os.path.abspath(p))) for p in paths]
+    return names if len(set(names)) == len(names) else paths
+
+
+def format_transcript(name, t):
+    tokens = " ".join(f"{x['text']}({x['id']}, p={np.exp(x['logprob']):.2f})" for x in t["tokens"])
+    verdict = "ungraded" if t["correct"] is None else ("right" if t["correct"] else f"wrong, answer {t['answer']}")
+    return f"[{name}] {t['prompt']}  ->  {tokens}  [{verdict}]"
+
+
+def main():
+    config = configure(globals())
+    rt = setup(device, dtype, seed)
+    meta = read_meta(data_dir)
+    problems = load_problems(source, data_dir, n_per_type, seed)
+    paths = [p for p in ckpt.split(",") if p]
+    if not paths:
+        raise SystemExit("no checkpoint given: pass --ckpt=out/sft/ckpt.pt (several separated by commas)")
+    print(f"{len(problems)} problems from {source}, device {rt.device} ({rt.dtype})")
+    results = {"source": source, "config": config,
+               "problems": [{"type": group_of(p), "prompt": prompt_of(p),
+                             "answer": p.answer if isinstance(p, Problem) else None} for p in problems],
+               "checkpoints": []}
+    for name, path in zip(checkpoint_names(paths), paths):
+        checkpoint = load_checkpoint(path, rt.device)
+        check_tokenizer(checkpoint["tokenizer"], meta["tokenizer"], path, os.path.join(data_dir, "meta.json"))
+        tok = get_tokenizer(checkpoint["tokenizer"])
+        model = model_from_checkpoint(checkpoint, rt.device)
+        new_tokens = fit_max_new_tokens(tok, [prompt_of(p) for p in problems], model.config.block_size,
+                                        max_new_tokens)
+        t0 = time.time()
+        r = evaluate_checkpoint(model, tok, problems, rt, new_tokens, batch_size, num_samples, temperature, top_k,
+                                top_p, meta.get("worked", True), n_transcripts, seed)
+        dt = time.time() - t0
+        r = {"name": name, "ckpt": path, "iter_num": checkpoint.get("iter_num"), "seconds": dt} | r
+        results["checkpoints"].append(r)
+        overall = r["metrics"].get("overall")
+        print(f"{name} ({path}, iter {r['iter_num']}): {len(problems)} problems in {dt:.1f}s"
+              + (f", accuracy {percent(overall['acc'], overall['ci'])}" if overall else ""))
+        if r["references_over_budget"]:
+            print(f"note: {r['references_over_budget']} reference completions are longer than max_new_tokens="
+                  f"{new_tokens} and cannot be produced in full; raise --max_new_tokens")
+        if show_transcripts:
+            print("\n".join(format_transcript(name, t) for t in r["transcripts"]))
+        del model, checkpoint
+    if len(paths) > 1:
+        results["delta"] = paired_delta(results["checkpoints"][0], results["checkpoints"][-1], problems, seed)
+
+    has_graded = "overall" in results["checkpoints"][0]["metrics"]
+    report = ((markdown_table(results) + "\n\n") if has_graded else "") + metrics_table(results) + "\n"
+    print("\n" + report)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "transcripts.jsonl"), "w") as f:
+        for c in results["checkpoints"]:
+            for t in c.pop("transcripts"):
+                f.write(json.dumps({"checkpoint": c["name"]} | t) + "\n")
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    with open(os.path.join(out_dir, "results.md"), "w") as f:
+        f.write(f"# {source}: {len(problems)} problems\n\n" + report)
+    print(f"wrote {out_dir}/results.json, results.md, transcripts.jsonl")
+
+
+if __name__ == "__main__":
+    main()

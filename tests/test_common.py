@@ -1,0 +1,133 @@
+import json
+import os
+
+import pytest
+import torch
+
+from common import (get_lr, save_checkpoint, load_checkpoint, read_jsonl, encode_completions, MetricsLog,
+                    check_tokenizer)
+from configurator import configure
+from tokenizer import get_tokenizer, THINK, END_THINK, END, EOT
+
+
+# ---------------------------------------------------------------- tokenizer
+
+def test_math_tokenizer_round_trips_and_keeps_digits_apart():
+    tok = get_tokenizer("math")
+    text = f"345+678=?{THINK}5+8+0=13{END_THINK}1023{END}{EOT}"
+    ids = tok.encode(text)
+    assert tok.decode(ids) == text
+    assert tok.encode("1023") == [ord(c) for c in "1023"]  # one token per digit
+    for special in (THINK, END_THINK, END, EOT):
+        assert len(tok.encode(special)) == 1
+    assert tok.decode_tokens(tok.encode(f"7{END}")) == ["7", END]
+    assert tok.vocab_size == 260
+
+
+def test_unknown_tokenizer_is_a_one_line_error():
+    with pytest.raises(SystemExit, match="unknown tokenizer 'bpe'"):
+        get_tokenizer("bpe")
+
+
+# ---------------------------------------------------------------- configurator
+
+def _defaults():
+    return dict(lr=1e-3, max_iters=100, name="small", compile=False, types=("a", "b"))
+
+
+def test_overrides_from_file_and_command_line(tmp_path):
+    cfg = tmp_path / "c.py"
+    cfg.write_text("max_iters = 7\nname = 'tiny'\n")
+    g = _defaults()
+    out = configure(g, [str(cfg), "--lr=1", "--compile=True", "--types=('c',)", "--name=cpu"])
+    assert g["max_iters"] == 7 and g["lr"] == 1.0 and isinstance(g["lr"], float)
+    assert g["compile"] is True and g["types"] == ("c",) and g["name"] == "cpu"
+    assert out == g
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--nope=1"], "unknown key 'nope'; valid keys: compile, lr, max_iters, name, types"),
+    (["--max_iters=1.5"], "max_iters must be int"),
+    (["--compile=1"], "compile must be bool"),
+    (["--lr"], "must look like --key=value"),
+    (["missing_config.py"], "config file 'missing_config.py' not found"),
+])
+def test_bad_config_is_a_one_line_error(argv, message):
+    with pytest.raises(SystemExit, match=message.replace("(", r"\(").replace(")", r"\)")):
+        configure(_defaults(), argv)
+
+
+def test_unknown_key_in_a_config_file(tmp_path):
+    cfg = tmp_path / "c.py"
+    cfg.write_text("learning_rat = 3e-4\n")
+    with pytest.raises(SystemExit, match="unknown key 'learning_rat'"):
+        configure(_defaults(), [str(cfg)])
+
+
+# ---------------------------------------------------------------- schedule, checkpoints, files
+
+def test_lr_schedule_warms_up_then_decays_to_min():
+    lrs = [get_lr(it, 1.0, 0.1, 10, 100) for it in range(120)]
+    assert lrs[0] < lrs[5] < lrs[10]
+    assert lrs[10] == pytest.approx(1.0)
+    assert lrs[55] == pytest.approx(0.1 + 0.5 * 0.9)  # half way through the cosine
+    assert lrs[100] == pytest.approx(0.1) and lrs[119] == 0.1
+
+
+def test_checkpoint_is_written_atomically_and_loaded_weights_only(tmp_path, monkeypatch):
+    path = str(tmp_path / "ckpt.pt")
+    save_checkpoint(path, model={"w": torch.ones(2)}, iter_num=3)
+    assert not os.path.exists(path + ".tmp")
+
+    def killed_mid_write(obj, f):
+        open(f, "wb").write(b"partial")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(torch, "save", killed_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, model={"w": torch.zeros(2)}, iter_num=4)
+    ckpt = load_checkpoint(path)  # the old checkpoint is intact
+    assert ckpt["iter_num"] == 3 and torch.equal(ckpt["model"]["w"], torch.ones(2))
+
+
+def test_missing_and_corrupt_checkpoints_are_one_line_errors(tmp_path):
+    with pytest.raises(SystemExit, match="checkpoint not found"):
+        load_checkpoint(str(tmp_path / "nope.pt"))
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(SystemExit, match="could not load checkpoint"):
+        load_checkpoint(str(bad))
+    with pytest.raises(SystemExit, match="tokenizer mismatch"):
+        check_tokenizer("gpt2", "math", "a.pt", "data/small")
+
+
+def test_read_jsonl_names_the_bad_line(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_text('{"prompt": "1+1=?"}\n{"prompt": \n')
+    with pytest.raises(SystemExit, match=r"x.jsonl:2: malformed JSON"):
+        read_jsonl(str(path))
+    path.write_text('{"prompt": "1+1=?"}\n{"completion": "2"}\n')
+    with pytest.raises(SystemExit, match=r"x.jsonl:2: missing key\(s\) prompt"):
+        read_jsonl(str(path), ("prompt",))
+    path.write_text("")
+    with pytest.raises(SystemExit, match="is empty"):
+        read_jsonl(str(path))
+
+
+def test_metrics_log_drops_rows_past_the_resumed_iteration(tmp_path):
+    log = MetricsLog(str(tmp_path))
+    for it in (10, 20, 30):
+        log.write(iter=it, loss=1.0)
+    MetricsLog(str(tmp_path), resume_iter=20).write(iter=25, loss=0.5)
+    rows = [json.loads(line) for line in open(tmp_path / "log.jsonl")]
+    assert [r["iter"] for r in rows] == [10, 20, 25]
+
+
+def test_encode_completions_masks_prompt_and_padding():
+    tok = get_tokenizer()
+    idx, mask = encode_completions(tok, ["1+2=?", "10+20=?"], [f"3{END}", f"30{END}"], block_size=32)
+    assert idx.shape == mask.shape == (2, 10)
+    assert mask[0].tolist() == [False] * 5 + [True] * 2 + [False] * 3
+    assert mask[1].tolist() == [False] * 7 + [True] * 3
+    assert tok.decode(idx[1][mask[1]].tolist()) == f"30{END}"
+    with pytest.raises(SystemExit, match="7 tokens is longer than block_size 6"):
+        encode_completions(tok, ["1+2=?"], [f"3{END}"], block_size=6)

@@ -1,0 +1,134 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasks import TASK_TYPES, check_steps, is_correct, problem_from_row
+from tokenizer import END_THINK, EOT, THINK, get_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+FILES = ("train.bin", "val.bin", "sft_train.jsonl", "sft_val.jsonl", "pairs_train.jsonl", "pairs_val.jsonl",
+         "pairs_seed.jsonl", "test.jsonl", "test_ood.jsonl", "meta.json")
+
+
+def generate(out_root, *overrides):
+    return subprocess.run([sys.executable, "generate_pairs.py", "config/data_tiny.py", f"--out_root={out_root}",
+                           *overrides], cwd=ROOT, capture_output=True, text=True)
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in open(path)]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    out_root = tmp_path_factory.mktemp("data")
+    run = generate(out_root, "--pair_format=seed")
+    assert run.returncode == 0, run.stderr
+    return out_root / "tiny"
+
+
+def test_every_file_is_written(data):
+    for name in FILES:
+        assert (data / name).stat().st_size > 0, name
+
+
+def test_held_out_prompts_never_reach_training_files(data):
+    held_out = {r["Q"] for split in ("test", "test_ood", "sft_val") for r in read_jsonl(data / f"{split}.jsonl")}
+    assert len(held_out) == 7 * (100 + 100 + 50)
+    docs = get_tokenizer("math").decode(np.fromfile(data / "train.bin", dtype=np.uint16)).split(EOT)
+    assert docs[-1] == "" and len(docs) == 7 * 300 + 1
+    train_prompts = {d[:d.index(THINK)] for d in docs[:-1]}
+    for name in ("sft_train", "pairs_train", "pairs_seed"):
+        prompts = {r["Q"] for r in read_jsonl(data / f"{name}.jsonl")}
+        assert prompts == train_prompts, name
+    assert not train_prompts & held_out
+
+
+def test_same_seed_same_bytes(data, tmp_path):
+    before = {name: (data / name).read_bytes() for name in FILES}
+    run = generate(data.parent, "--pair_format=seed")
+    assert run.returncode == 0, run.stderr
+    assert before == {name: (data / name).read_bytes() for name in FILES}
+    other = generate(tmp_path, "--seed=7")
+    assert other.returncode == 0, other.stderr
+    assert (tmp_path / "tiny" / "train.bin").read_bytes() != before["train.bin"]
+
+
+def test_sft_rows(data):
+    for split in ("sft_train", "sft_val", "test", "test_ood"):
+        for r in read_jsonl(data / f"{split}.jsonl"):
+            p = problem_from_row(r)
+            assert r["prompt"] == r["Q"] and is_correct(r["completion"], p.answer)
+            assert r["completion"].startswith(THINK)
+
+
+def test_pairs(data):
+    kinds = set()
+    for split in ("pairs_train", "pairs_val"):
+        for r in read_jsonl(data / f"{split}.jsonl"):
+            p = problem_from_row(r)
+            assert set(r) == {"prompt", "chosen", "rejected", "Q", "A", "type", "negative"}
+            assert r["rejected"] != r["chosen"] and is_correct(r["chosen"], p.answer)
+            assert not is_correct(r["rejected"], p.answer), r
+            if r["negative"] in ("near_miss", "corrupted_step"):
+                worked = r["rejected"][len(THINK):r["rejected"].index(END_THINK)]
+                assert (check_steps(p, worked) == []) == (r["negative"] == "near_miss"), r
+            kinds.add(r["negative"])
+    assert kinds == {"refusal", "near_miss", "wrong_operation", "corrupted_step"}
+
+
+def test_seed_pairs(data):
+    rows = read_jsonl(data / "pairs_seed.jsonl")
+    assert len(rows) == 7 * 300
+    for r in rows:
+        assert set(r) == {"positive", "negative", "Q", "A", "type"}
+        assert r["positive"].startswith(r["Q"] + " The answer is ") and r["negative"].startswith(r["Q"] + " ")
+        answer, refusal_or_miss = int(r["A"]), r["negative"][len(r["Q"]):]   # the prompt's numbers are no answer
+        assert is_correct(r["positive"], answer) and not is_correct(refusal_or_miss, answer)
+    assert any("Sorry" in r["negative"] for r in rows)
+    assert rows[0]["positive"].endswith(f"{rows[0]['Q'][:-2]} equals {rows[0]['A']}.") or "x" in rows[0]["Q"]
+
+
+def test_meta(data):
+    meta = json.loads((data / "meta.json").read_text())
+    assert meta["tokenizer"] == "math" and meta["vocab_size"] == get_tokenizer("math").vocab_size
+    expected = {"train": 300, "val": 50, "test": 100, "test_ood": 100}
+    assert meta["counts"] == {s: dict.fromkeys(TASK_TYPES, n) for s, n in expected.items()}
+    for split in ("train", "val"):
+        assert meta["tokens"][split] == len(np.fromfile(data / f"{split}.bin", dtype=np.uint16))
+    assert meta["config"]["name"] == "tiny" and meta["config"]["n_train_per_type"] == 300
+    assert all(meta["max_completion_tokens"]["test_ood"][t] > meta["max_completion_tokens"]["test"][t]
+               for t in TASK_TYPES)
+
+
+def test_bare_answers(tmp_path):
+    run = generate(tmp_path, "--worked=False", "--n_train_per_type=20", "--n_val_per_type=8")
+    assert run.returncode == 0, run.stderr
+    assert all(THINK not in r["completion"] for r in read_jsonl(tmp_path / "tiny" / "sft_train.jsonl"))
+    assert all(THINK not in r["rejected"] for r in read_jsonl(tmp_path / "tiny" / "pairs_train.jsonl"))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--tasks={'add': ((1, 3), (1, 3))}", "tasks: unknown task type 'add'; allowed: a_plus_b_q"),
+    ("--tasks={'a_plus_b_q': ((1, 3), (0, 3))}", "1 <= lo <= hi"),
+    ("--n_test_per_type=5000", "a_times_b_q with digits ((1, 3), (1, 1)) has only 2000 distinct problems in reach"),
+    ("--n_train_per_type=8000", "a_over_b_q with digits ((1, 1), (1, 3)) has only 7992 distinct problems, 8000 asked"),
+    ("--pair_format=csv", "pair_format must be 'pairs' or 'seed'"),
+    ("--ood_extra_digits=0", "ood_extra_digits must be >= 1"),
+    ("--n_val_per_type=0", "n_val_per_type must be >= 1"),
+    ("--tokenizer=bert", "unknown tokenizer 'bert'"),
+])
+def test_bad_config_is_one_line(tmp_path, override, message):
+    run = generate(tmp_path, override)
+    assert run.returncode == 1 and message in run.stderr and run.stderr.count("\n") == 1, run.stderr
+
+
+def test_too_few_problems_left_after_held_out_ones(tmp_path):
+    # 100 1+1-digit sums: 20 to test and 20 to val (held_out_max_share=0.2) leave 60 for training
+    run = generate(tmp_path, "--tasks={'a_plus_b_q': ((1, 1), (1, 1))}", "--n_test_per_type=20",
+                   "--n_val_per_type=20", "--n_train_per_type=61")
+    assert run.returncode == 1 and "found only 60 of 61 distinct problems" in run.stderr, run.stderr

@@ -1,0 +1,356 @@
+"""
+Direct Preference Optimization: teach the SFT model to prefer the right completion of a prompt over
+a wrong one, without a reward model. For each pair the policy raises the log-probability of the
+chosen completion relative to a frozen reference (the SFT model itself) more than that of the
+rejected one; the reference keeps it from drifting away from everything SFT taught it.
+
+    python train_dpo.py config/dpo_small.py
+    python train_dpo.py config/dpo_small.py --loss_type=ipo --beta=0.5
+    python train_dpo.py config/dpo_small.py --pairs_file=pairs_onpolicy_train.jsonl
+    torchrun --standalone --nproc_per_node=2 train_dpo.py config/dpo_small.py
+
+Logged with TRL's names: loss, rewards/chosen, rewards/rejected, rewards/margins, rewards/accuracies,
+logps/chosen, logps/rejected; the implicit reward of a completion is beta * log(pi / pi_ref).
+Preference accuracy alone says nothing about math, so every eval also measures greedy exact-match
+accuracy on held-out problems.
+"""
+import copy
+import os
+import time
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from common import (setup, wrap_model, teardown, sync_context, check_grad_accum, get_lr, optimizer_step,
+                    save_checkpoint, load_checkpoint, model_from_checkpoint, start_model, checkpoint_payload,
+                    check_tokenizer, MetricsLog, read_jsonl, read_meta, encode_completions, greedy_accuracy)
+from configurator import configure
+from model import token_logprobs
+from tasks import problem_from_row
+from tokenizer import END, get_tokenizer
+
+# -----------------------------------------------------------------------------
+# defaults: the small laptop run (config/dpo_small.py says the same); config/*.py and --key=value override them
+out_dir = "out/dpo"
+data_dir = "data/small"
+init_from = "out/sft/ckpt.pt"        # the SFT checkpoint (policy and reference start from it), or "resume"
+pairs_file = "pairs_train.jsonl"     # in data_dir: pairs_onpolicy_train.jsonl, pairs_seed.jsonl, or any path
+eval_interval = 100
+log_interval = 10
+n_val_pairs = 500                    # held-out pairs from data_dir/pairs_val.jsonl for the eval metrics
+n_eval_problems = 350                # greedy exact match on this many held-out problems (50 per type)
+max_new_tokens = 100
+# DPO
+beta = 0.1                           # strength of the pull towards the reference: higher stays closer
+loss_type = "sigmoid"                # "sigmoid" (DPO), "robust", "ipo" or "hinge"
+label_smoothing = 0.0                # sigmoid: conservative DPO; robust: the assumed label-noise rate
+reference_free = False               # reference log-probs = 0: see what the reference buys
+precompute_ref = False               # score every pair with the reference once, then keep no second model
+# AdamW and its schedule
+batch_size = 32                      # pairs per micro-step: 64 sequences in one forward pass
+gradient_accumulation_steps = 1
+max_iters = 300
+learning_rate = 1e-4
+min_lr = 1e-5
+warmup_iters = 20
+lr_decay_iters = 0                   # 0 means max_iters
+weight_decay = 0.0
+beta1 = 0.9
+beta2 = 0.99
+grad_clip = 1.0
+# system
+device = "auto"
+dtype = "auto"
+compile = False
+seed = 1337
+# -----------------------------------------------------------------------------
+
+LOSS_TYPES = ("sigmoid", "robust", "ipo", "hinge")
+
+
+def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta,
+             loss_type="sigmoid", label_smoothing=0.0, reference_free=False, chosen_lengths=None,
+             rejected_lengths=None):
+    """DPO and its variants, from the summed completion log-probs of each pair, all (B,).
+    Returns the loss of each pair (B,) and the implicit rewards beta * log(pi/pi_ref) of the chosen
+    and rejected completions (B,), detached. With delta = chosen log-ratio - rejected log-ratio:
+
+      sigmoid  -log sigmoid(beta*delta) (Rafailov et al. 2023); label_smoothing eps > 0 treats a
+               fraction eps of the labels as flipped (conservative DPO)
+      robust   the same noise model, unbiased: its expected loss under eps flipped labels is DPO's
+               on clean labels (Chowdhury et al. 2024)
+      ipo      (delta - 1/(2 beta))^2 on log-ratios divided by completion length (Azar et al. 2023):
+               a squared loss stops pushing once the margin is reached, where sigmoid never does
+      hinge    relu(1 - beta*delta) (SLiC, Zhao et al. 2023)
+
+    reference_free=True sets the reference log-probs to 0, so the policy's own log-probs are the rewards."""
+    if reference_free:
+        ref_chosen_logps = torch.zeros_like(policy_chosen_logps)
+        ref_rejected_logps = torch.zeros_like(policy_rejected_logps)
+    chosen_logratios = policy_chosen_logps - ref_chosen_logps       # (B,)
+    rejected_logratios = policy_rejected_logps - ref_rejected_logps  # (B,)
+    if loss_type == "ipo":
+        if chosen_lengths is not None:
+            chosen_logratios = chosen_logratios / chosen_lengths
+            rejected_logratios = rejected_logratios / rejected_lengths
+        losses = (chosen_logratios - rejected_logratios - 1 / (2 * beta)) ** 2
+    else:
+        logits = beta * (chosen_logratios - rejected_logratios)      # (B,)
+        eps = label_smoothing
+        if loss_type == "sigmoid":
+            losses = -(1 - eps) * F.logsigmoid(logits) - eps * F.logsigmoid(-logits)
+        elif loss_type == "robust":
+            losses = (-(1 - eps) * F.logsigmoid(logits) + eps * F.logsigmoid(-logits)) / (1 - 2 * eps)
+        elif loss_type == "hinge":
+            losses = torch.relu(1 - logits)
+        else:
+            raise SystemExit(f"loss_type={loss_type!r}; allowed: {', '.join(LOSS_TYPES)}")
+    # the rewards are reported unnormalised whatever the loss, as TRL does
+    chosen_rewards = beta * (policy_chosen_logps - ref_chosen_logps).detach()
+    rejected_rewards = beta * (policy_rejected_logps - ref_rejected_logps).detach()
+    return losses, chosen_rewards, rejected_rewards
+
+
+def completion_logps(logits, idx, completion_mask):
+    """Summed log-prob of each row's completion tokens (B,). Token t+1 is scored by the logits at
+    position t, so the mask is shifted with it: prompt and padding count 0, <|end|> counts."""
+    return (token_logprobs(logits, idx) * completion_mask[:, 1:]).sum(dim=1)
+
+
+# -----------------------------------------------------------------------------
+# pairs
+
+
+def check_config():
+    if loss_type not in LOSS_TYPES:
+        raise SystemExit(f"loss_type={loss_type!r}; allowed: {', '.join(LOSS_TYPES)}")
+    if beta <= 0:
+        raise SystemExit(f"beta must be > 0, got {beta}")
+    if not 0 <= label_smoothing < 0.5:
+        raise SystemExit(f"label_smoothing must be in [0, 0.5), got {label_smoothing}")
+    if label_smoothing and loss_type not in ("sigmoid", "robust"):
+        raise SystemExit(f"label_smoothing applies to loss_type sigmoid or robust, not {loss_type!r}")
+
+
+def pair_from_row(row, where):
+    """(prompt, chosen, rejected) from a row in either format: {prompt, chosen, rejected}
+    (generate_pairs.py), or the widely copied single-file {positive, negative, Q} whose two sentences
+    both start with the question Q: the prompt is Q and the completions are the rest of each."""
+    seed_format = "positive" in row
+    keys = ("positive", "negative", "Q") if seed_format else ("prompt", "chosen", "rejected")
+    missing = [k for k in keys if k not in row]
+    if missing:
+        raise SystemExit(f"{where}: missing key(s) {', '.join(missing)}; a pair is {{prompt, chosen, rejected}} "
+                         f"or {{positive, negative, Q}}")
+    if not all(isinstance(row[k], str) for k in keys):
+        raise SystemExit(f"{where}: {', '.join(keys)} must be strings")
+    if not seed_format:
+        prompt, chosen, rejected = (row[k] for k in keys)
+    else:
+        positive, negative, prompt = (row[k] for k in keys)
+        if not (positive.startswith(prompt) and negative.startswith(prompt)):
+            raise SystemExit(f"{where}: positive and negative must both start with Q {prompt!r}, the prompt "
+                             f"they share")
+        chosen, rejected = positive[len(prompt):], negative[len(prompt):]
+    if not prompt.strip() or not chosen.strip() or not rejected.strip():
+        raise SystemExit(f"{where}: empty prompt or completion; every pair needs a prompt and two completions")
+    if chosen == rejected:
+        raise SystemExit(f"{where}: chosen == rejected ({chosen!r}); such a pair teaches nothing, drop it")
+    if seed_format:
+        # the format has no end marker: without one the policy would never learn where an answer stops
+        chosen, rejected = chosen + END, rejected + END
+    return prompt, chosen, rejected
+
+
+def read_pairs(path, tok, block_size):
+    """Every pair of a JSONL file as a (prompt, chosen, rejected) tuple. A pair longer than block_size
+    is an error, not skipped: skipping would quietly drop the longest problems (the hardest ones) from
+    what DPO learns, and cutting it would train on a different answer; regenerate the pairs instead."""
+    rows = read_jsonl(path)
+    with open(path) as f:  # read_jsonl skips blank lines: recover each row's line number for the errors
+        linenos = [n for n, line in enumerate(f, 1) if line.strip()]
+    pairs = []
+    for lineno, row in zip(linenos, rows):
+        prompt, chosen, rejected = pair_from_row(row, f"{path}:{lineno}")
+        n_tokens = len(tok.encode(prompt)) + max(len(tok.encode(chosen)), len(tok.encode(rejected)))
+        if n_tokens > block_size:
+            raise SystemExit(f"{path}:{lineno}: pair of {n_tokens} tokens is longer than the model's block_size "
+                             f"{block_size}; regenerate the pairs with shorter completions")
+        pairs.append((prompt, chosen, rejected))
+    return pairs
+
+
+def encode_pairs(tok, pairs, block_size, device):
+    """idx (2B, T) and completion_mask (2B, T): the B chosen rows, then the B rejected rows, so that
+    one forward pass scores both sides."""
+    prompts, chosen, rejected = zip(*pairs)
+    idx, completion_mask = encode_completions(tok, prompts * 2, chosen + rejected, block_size)
+    return idx.to(device), completion_mask.to(device)
+
+
+def pair_logps(model, idx, completion_mask, rt):
+    """Summed completion log-probs of the chosen (B,) and rejected (B,) rows, one forward pass."""
+    with rt.autocast:
+        logits, _ = model(idx)  # (2B, T, vocab)
+    return completion_logps(logits, idx, completion_mask).chunk(2)
+
+
+# -----------------------------------------------------------------------------
+# the reference
+
+
+@torch.no_grad()
+def reference_table(reference, tok, pairs, block_size, rt):
+    """Reference log-probs of every pair, (N, 2) = [chosen, rejected], computed once so that no
+    reference model stays in memory. Under DDP each rank scores every world_size-th batch and the
+    ranks add up their tables."""
+    table = torch.zeros(len(pairs), 2, device=rt.device)
+    for start in range(rt.rank * batch_size, len(pairs), rt.world_size * batch_size):
+        end = min(start + batch_size, len(pairs))
+        idx, completion_mask = encode_pairs(tok, pairs[start:end], block_size, rt.device)
+        table[start:end] = torch.stack(pair_logps(reference, idx, completion_mask, rt), dim=1)
+    if rt.ddp:
+        dist.all_reduce(table)
+    return table
+
+
+@torch.no_grad()
+def reference_logps(reference, split, ix, idx, completion_mask, rt):
+    """Reference log-probs (chosen (B,), rejected (B,)) of the pairs ix of a split: from the frozen
+    model, from its precomputed {split: table}, or zeros when the run is reference-free (reference None)."""
+    if reference is None:
+        return torch.zeros(len(ix), device=rt.device), torch.zeros(len(ix), device=rt.device)
+    if isinstance(reference, dict):
+        return reference[split][torch.as_tensor(ix, device=rt.device)].unbind(dim=1)
+    return pair_logps(reference, idx, completion_mask, rt)
+
+
+# -----------------------------------------------------------------------------
+# one batch of pairs, and the metrics
+
+
+def dpo_batch(model, reference, split, pairs, ix, tok, block_size, rt):
+    """The DPO loss of each pair in ix (B,), with grad, and the per-pair TRL metrics, detached."""
+    idx, completion_mask = encode_pairs(tok, [pairs[i] for i in ix], block_size, rt.device)
+    policy_chosen, policy_rejected = pair_logps(model, idx, completion_mask, rt)
+    ref_chosen, ref_rejected = reference_logps(reference, split, ix, idx, completion_mask, rt)
+    chosen_lengths, rejected_lengths = completion_mask.sum(dim=1).chunk(2)
+    losses, chosen_rewards, rejected_rewards = dpo_loss(
+        policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta, loss_type, label_smoothing,
+        reference_free, chosen_lengths, rejected_lengths)
+    metrics = {"loss": losses.detach(), "rewards/chosen": chosen_rewards, "rewards/rejected": rejected_rewards,
+               "rewards/margins": chosen_rewards - rejected_rewards,
+               "rewards/accuracies": (chosen_rewards > rejected_rewards).float(),
+               "logps/chosen": policy_chosen.detach(), "logps/rejected": policy_rejected.detach()}
+    return losses, metrics
+
+
+def mean_metrics(batches):
+    """Means over every pair of a list of dpo_batch metrics."""
+    return {k: torch.cat([m[k] for m in batches]).float().mean().item() for k in batches[0]}
+
+
+@torch.no_grad()
+def evaluate_pairs(model, reference, pairs, tok, block_size, rt):
+    model.eval()
+    batches = [dpo_batch(model, reference, "val", pairs, range(i, min(i + batch_size, len(pairs))), tok,
+                         block_size, rt)[1] for i in range(0, len(pairs), batch_size)]
+    model.train()
+    return mean_metrics(batches)
+
+
+def main():
+    config = configure(globals())
+    check_config()
+    rt = setup(device, dtype, seed)
+    accum = check_grad_accum(gradient_accumulation_steps, rt)
+    meta = read_meta(data_dir)
+    tok = get_tokenizer(meta["tokenizer"])
+    decay_iters = lr_decay_iters or max_iters
+
+    # the policy; dropout off, as in the reference, or the log-ratios would be noise even at step 0
+    model, ckpt, resuming = start_model(init_from, out_dir, rt, dropout=0.0)
+    check_tokenizer(ckpt["tokenizer"], meta["tokenizer"], init_from, os.path.join(data_dir, "meta.json"))
+    block_size = model.config.block_size
+    optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), rt.device_type)
+    iter_num = 0
+    # the reference is the SFT model the run started from, also after a resume (its path is in the checkpoint)
+    reference_from = ckpt["reference_from"] if resuming else init_from
+    if resuming:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        iter_num = ckpt["iter_num"]
+        reference = model_from_checkpoint(load_checkpoint(reference_from, rt.device), rt.device, dropout=0.0)
+    else:
+        reference = copy.deepcopy(model)
+    reference.eval().requires_grad_(False)
+    del ckpt
+
+    path = os.path.join(data_dir, pairs_file)
+    train_pairs = read_pairs(path, tok, block_size)
+    val_pairs = read_pairs(os.path.join(data_dir, "pairs_val.jsonl"), tok, block_size)[:n_val_pairs]
+    val_rows = read_jsonl(os.path.join(data_dir, "sft_val.jsonl"), ("Q", "A", "type"))
+    eval_problems = [problem_from_row(r) for r in val_rows[:n_eval_problems]]
+    if reference_free:
+        reference, reference_kind = None, "none (reference_free)"
+    elif precompute_ref:
+        t0 = time.time()
+        reference = {split: reference_table(reference, tok, pairs, block_size, rt)
+                     for split, pairs in (("train", train_pairs), ("val", val_pairs))}
+        reference_kind = f"log-probs precomputed in {time.time() - t0:.1f}s"
+    else:
+        reference_kind = "frozen copy"
+
+    model, raw_model = wrap_model(model, rt, compile)
+    log = MetricsLog(out_dir, resume_iter=iter_num if resuming else None) if rt.master else None
+    if rt.master:
+        print(f"{len(train_pairs):,} training pairs from {path}, {len(val_pairs)} val pairs, "
+              f"{raw_model.num_params() / 1e6:.2f}M parameters, reference {reference_from}: {reference_kind}")
+
+    t0 = t_start = time.time()
+    while True:
+        lr = get_lr(iter_num, learning_rate, min_lr, warmup_iters, decay_iters)
+        if rt.master and (iter_num % eval_interval == 0 or iter_num == max_iters):
+            val = evaluate_pairs(raw_model, reference, val_pairs, tok, block_size, rt)
+            acc = greedy_accuracy(raw_model, tok, eval_problems, rt, max_new_tokens)
+            raw_model.train()
+            print(f"step {iter_num}: val loss {val['loss']:.4f}, reward accuracy {val['rewards/accuracies']:.3f}, "
+                  f"margin {val['rewards/margins']:.3f}, logps chosen {val['logps/chosen']:.2f} "
+                  f"rejected {val['logps/rejected']:.2f}, greedy accuracy {acc['overall']:.3f}")
+            print("  " + ", ".join(f"{t} {a:.2f}" for t, a in acc.items() if t != "overall"))
+            log.write(iter=iter_num, split="eval", **val, accuracy=acc, lr=lr, elapsed_s=time.time() - t_start)
+            if iter_num > 0:
+                save_checkpoint(os.path.join(out_dir, "ckpt.pt"),
+                                **checkpoint_payload(raw_model, optimizer, config, iter_num, meta["tokenizer"],
+                                                     reference_from=reference_from, accuracy=acc))
+        if iter_num >= max_iters:
+            break
+
+        batches = []
+        for micro_step in range(accum):
+            # batches depend only on (seed, rank, iteration): a resumed run sees the batches it would have
+            rng = np.random.default_rng([seed, rt.rank, iter_num, micro_step])
+            ix = rng.integers(0, len(train_pairs), size=batch_size)
+            with sync_context(model, micro_step, accum):
+                losses, metrics = dpo_batch(model, reference, "train", train_pairs, ix, tok, block_size, rt)
+                (losses.mean() / accum).backward()  # the gradient of the mean over the accumulated batch
+            batches.append(metrics)
+        grad_norm = optimizer_step(model, optimizer, lr, grad_clip)
+        iter_num += 1
+
+        if rt.master and iter_num % log_interval == 0:
+            dt = (time.time() - t0) / log_interval
+            t0 = time.time()
+            train = mean_metrics(batches)
+            print(f"iter {iter_num}: loss {train['loss']:.4f}, reward accuracy {train['rewards/accuracies']:.2f}, "
+                  f"margin {train['rewards/margins']:.3f}, time {dt * 1000:.1f}ms, lr {lr:.2e}")
+            log.write(iter=iter_num, split="train", **train, lr=lr, grad_norm=grad_norm, ms_per_iter=dt * 1000,
+                      elapsed_s=time.time() - t_start)
+    if rt.master:
+        print(f"done in {time.time() - t_start:.1f}s; checkpoint {os.path.join(out_dir, 'ckpt.pt')}")
+    teardown(rt)
+
+
+if __name__ == "__main__":
+    main()
