@@ -211,8 +211,9 @@ def group_metrics(sel, per_item, graded, seed):
            "worked_len": float(worked.mean()) if worked.size else None}
     if graded:
         correct = per_item["correct"][sel]
+        total = per_item["token_total"][sel].sum()
         out |= {"acc": float(correct.mean()), "ci": bootstrap_ci(correct, seed=seed),
-                "token_acc": float(per_item["token_hits"][sel].sum() / per_item["token_total"][sel].sum())}
+                "token_acc": float(per_item["token_hits"][sel].sum() / total) if total else None}
         out |= {k: float(v[sel].mean()) for k, v in per_item.items() if k.startswith(("pass@", "maj@"))}
     return out
 
@@ -250,10 +251,13 @@ def evaluate_checkpoint(model, tok, problems, rt, max_new_tokens=100, batch_size
                 "worked_len": np.array([worked_length(r, tok) for r in ids], dtype=float),
                 "correct": np.full(N, np.nan), "token_hits": np.zeros(N), "token_total": np.zeros(N)}
     per_item["correct"][is_graded] = [is_correct(texts[i], problems[i].answer) for i in np.flatnonzero(is_graded)]
-    if graded:
-        references = [completion(p, worked) for p in graded]
-        per_item["token_hits"][is_graded], per_item["token_total"][is_graded] = \
-            token_accuracy(model, tok, [p.prompt for p in graded], references, rt, batch_size)
+    references = {i: completion(problems[i], worked) for i in np.flatnonzero(is_graded)}
+    reference_len = {i: len(tok.encode(r)) for i, r in references.items()}
+    # a typed-in problem with long numbers may have a reference that does not fit: it is not scored
+    scored = [i for i in references if len(tok.encode(prompts[i])) + reference_len[i] <= model.config.block_size]
+    if scored:
+        per_item["token_hits"][scored], per_item["token_total"][scored] = token_accuracy(
+            model, tok, [prompts[i] for i in scored], [references[i] for i in scored], rt, batch_size)
     if num_samples and graded:
         for key, values in sampled_metrics(model, tok, graded, rt, num_samples, max_new_tokens, batch_size,
                                            temperature, top_k, top_p, seed).items():
@@ -267,7 +271,7 @@ def evaluate_checkpoint(model, tok, problems, rt, max_new_tokens=100, batch_size
         metrics["ungraded"] = group_metrics(~is_graded, per_item, False, seed)
     return {"metrics": metrics, "max_new_tokens": max_new_tokens,
             # a reference answer longer than the generation budget cannot be produced in full
-            "references_over_budget": int((per_item["token_total"] > max_new_tokens).sum()),
+            "references_over_budget": sum(n > max_new_tokens for n in reference_len.values()),
             "completions": texts,
             "correct": [None if np.isnan(c) else bool(c) for c in per_item["correct"]],
             "transcripts": transcripts(tok, problems, texts, ids, logprobs, n_transcripts)}
@@ -322,7 +326,7 @@ def metrics_table(results):
         row = {"checkpoint": c["name"], "format %": f"{100 * m['format_rate']:.1f}",
                "completion tokens": f"{m['completion_len']:.1f}",
                "worked tokens": "-" if m["worked_len"] is None else f"{m['worked_len']:.1f}"}
-        if "token_acc" in m:
+        if m.get("token_acc") is not None:
             row["token acc %"] = f"{100 * m['token_acc']:.1f}"
         row |= {k: f"{100 * v:.1f}" for k, v in m.items() if k.startswith(("pass@", "maj@"))}
         if "ungraded" in c["metrics"]:

@@ -49,6 +49,7 @@ n_test_per_type = 1000
 n_test_ood_per_type = 1000
 held_out_max_share = 0.2     # test, val: at most this share of each digit-count cell (e.g. the 100 1+1-digit sums)
 worked = True                # completions with the <think> worked solution; False: the bare answer
+pairs_per_problem = 2        # preference pairs per training problem, each with the next negative kind in turn
 pair_format = 'pairs'        # 'pairs', or 'seed' to also write pairs_seed.jsonl
 # -----------------------------------------------------------------------------
 
@@ -89,11 +90,12 @@ def pair_rows(problems, rng):
     kinds = ("refusal", "near_miss", "wrong_operation", "corrupted_step")   # in turn
     rows = []
     for i, p in enumerate(problems):
-        kind, rejected = rejected_completion(p, kinds[i % len(kinds)], rng)
         chosen = completion(p, worked)
-        assert rejected != chosen and not is_correct(rejected, p.answer), (p, rejected)
-        rows.append({"prompt": p.prompt, "chosen": chosen, "rejected": rejected,
-                     "Q": p.prompt, "A": str(p.answer), "type": p.type, "negative": kind})
+        for j in range(pairs_per_problem):
+            kind, rejected = rejected_completion(p, kinds[(i * pairs_per_problem + j) % len(kinds)], rng)
+            assert rejected != chosen and not is_correct(rejected, p.answer), (p, rejected)
+            rows.append({"prompt": p.prompt, "chosen": chosen, "rejected": rejected,
+                         "Q": p.prompt, "A": str(p.answer), "type": p.type, "negative": kind})
     return rows
 
 
@@ -148,6 +150,8 @@ def check_config(tok):
         raise SystemExit(f"ood_extra_digits must be >= 1 (test_ood needs longer operands), got {ood_extra_digits}")
     if not 0 < held_out_max_share <= 1:
         raise SystemExit(f"held_out_max_share must be in (0, 1], got {held_out_max_share}")
+    if not 1 <= pairs_per_problem <= 4:
+        raise SystemExit(f"pairs_per_problem must be 1..4 (one per negative kind), got {pairs_per_problem}")
     if pair_format not in ("pairs", "seed"):
         raise SystemExit(f"pair_format must be 'pairs' or 'seed', got {pair_format!r}")
     if tok.vocab_size > 2 ** 16:

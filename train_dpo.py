@@ -165,21 +165,25 @@ def pair_from_row(row, where):
 
 
 def read_pairs(path, tok, block_size):
-    """Every pair of a JSONL file as a (prompt, chosen, rejected) tuple. A pair longer than block_size
-    is an error, not skipped: skipping would quietly drop the longest problems (the hardest ones) from
-    what DPO learns, and cutting it would train on a different answer; regenerate the pairs instead."""
+    """Every pair of a JSONL file as a (prompt, chosen, rejected) tuple, and the line numbers of the pairs
+    skipped for being longer than block_size. Skipped with a count, not an error: pairs come from
+    generators that do not know the model's block_size (a wrong-operation negative of a 3-digit
+    equation runs to ~190 tokens, on-policy rejects to max_new_tokens), and a few of them should not
+    stop a run. Never cut: a cut pair would train on a different answer."""
     rows = read_jsonl(path)
     with open(path) as f:  # read_jsonl skips blank lines: recover each row's line number for the errors
         linenos = [n for n, line in enumerate(f, 1) if line.strip()]
-    pairs = []
+    pairs, skipped = [], []
     for lineno, row in zip(linenos, rows):
         prompt, chosen, rejected = pair_from_row(row, f"{path}:{lineno}")
         n_tokens = len(tok.encode(prompt)) + max(len(tok.encode(chosen)), len(tok.encode(rejected)))
         if n_tokens > block_size:
-            raise SystemExit(f"{path}:{lineno}: pair of {n_tokens} tokens is longer than the model's block_size "
-                             f"{block_size}; regenerate the pairs with shorter completions")
-        pairs.append((prompt, chosen, rejected))
-    return pairs
+            skipped.append(lineno)
+        else:
+            pairs.append((prompt, chosen, rejected))
+    if not pairs:
+        raise SystemExit(f"{path}: every pair is longer than the model's block_size {block_size}")
+    return pairs, skipped
 
 
 def encode_pairs(tok, pairs, block_size, device):
@@ -272,43 +276,49 @@ def main():
 
     # the policy; dropout off, as in the reference, or the log-ratios would be noise even at step 0
     model, ckpt, resuming = start_model(init_from, out_dir, rt, dropout=0.0)
-    check_tokenizer(ckpt["tokenizer"], meta["tokenizer"], init_from, os.path.join(data_dir, "meta.json"))
+    ckpt_path = os.path.join(out_dir, "ckpt.pt") if resuming else init_from
+    check_tokenizer(ckpt["tokenizer"], meta["tokenizer"], ckpt_path, os.path.join(data_dir, "meta.json"))
     block_size = model.config.block_size
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), rt.device_type)
     iter_num = 0
-    # the reference is the SFT model the run started from, also after a resume (its path is in the checkpoint)
-    reference_from = ckpt["reference_from"] if resuming else init_from
     if resuming:
         optimizer.load_state_dict(ckpt["optimizer"])
         iter_num = ckpt["iter_num"]
-        reference = model_from_checkpoint(load_checkpoint(reference_from, rt.device), rt.device, dropout=0.0)
-    else:
-        reference = copy.deepcopy(model)
-    reference.eval().requires_grad_(False)
+    # the reference is the SFT model the run started from, also after a resume (its path is in the checkpoint)
+    if resuming and "reference_from" not in ckpt:
+        raise SystemExit(f"{ckpt_path} was not written by train_dpo.py: resume needs a DPO checkpoint")
+    reference_from = ckpt["reference_from"] if resuming else init_from
     del ckpt
+    reference = None
+    if not reference_free:
+        reference = (model_from_checkpoint(load_checkpoint(reference_from, rt.device), rt.device, dropout=0.0)
+                     if resuming else copy.deepcopy(model))
+        reference.eval().requires_grad_(False)
 
-    path = os.path.join(data_dir, pairs_file)
-    train_pairs = read_pairs(path, tok, block_size)
-    val_pairs = read_pairs(os.path.join(data_dir, "pairs_val.jsonl"), tok, block_size)[:n_val_pairs]
+    train_path, val_path = os.path.join(data_dir, pairs_file), os.path.join(data_dir, "pairs_val.jsonl")
+    train_pairs, train_skipped = read_pairs(train_path, tok, block_size)
+    val_pairs, val_skipped = read_pairs(val_path, tok, block_size)
+    val_pairs = val_pairs[:n_val_pairs]
     val_rows = read_jsonl(os.path.join(data_dir, "sft_val.jsonl"), ("Q", "A", "type"))
     eval_problems = [problem_from_row(r) for r in val_rows[:n_eval_problems]]
-    if reference_free:
-        reference, reference_kind = None, "none (reference_free)"
-    elif precompute_ref:
+    reference_kind = "none (reference_free)" if reference_free else "frozen copy"
+    if precompute_ref and not reference_free:
         t0 = time.time()
         reference = {split: reference_table(reference, tok, pairs, block_size, rt)
                      for split, pairs in (("train", train_pairs), ("val", val_pairs))}
         reference_kind = f"log-probs precomputed in {time.time() - t0:.1f}s"
-    else:
-        reference_kind = "frozen copy"
 
     model, raw_model = wrap_model(model, rt, compile)
     log = MetricsLog(out_dir, resume_iter=iter_num if resuming else None) if rt.master else None
     if rt.master:
-        print(f"{len(train_pairs):,} training pairs from {path}, {len(val_pairs)} val pairs, "
+        for path, skipped in ((train_path, train_skipped), (val_path, val_skipped)):
+            if skipped:
+                print(f"{path}: skipped {len(skipped)} pairs longer than block_size {block_size} "
+                      f"(lines {', '.join(map(str, skipped[:5]))}{', ...' if len(skipped) > 5 else ''})")
+        print(f"{len(train_pairs):,} training pairs from {train_path}, {len(val_pairs)} val pairs, "
               f"{raw_model.num_params() / 1e6:.2f}M parameters, reference {reference_from}: {reference_kind}")
 
-    t0 = t_start = time.time()
+    t_start, train_time = time.time(), 0.0  # train_time: seconds in training steps since the last log line
     while True:
         lr = get_lr(iter_num, learning_rate, min_lr, warmup_iters, decay_iters)
         if rt.master and (iter_num % eval_interval == 0 or iter_num == max_iters):
@@ -327,7 +337,7 @@ def main():
         if iter_num >= max_iters:
             break
 
-        batches = []
+        t0, batches = time.time(), []
         for micro_step in range(accum):
             # batches depend only on (seed, rank, iteration): a resumed run sees the batches it would have
             rng = np.random.default_rng([seed, rt.rank, iter_num, micro_step])
@@ -338,10 +348,10 @@ def main():
             batches.append(metrics)
         grad_norm = optimizer_step(model, optimizer, lr, grad_clip)
         iter_num += 1
+        train_time += time.time() - t0
 
         if rt.master and iter_num % log_interval == 0:
-            dt = (time.time() - t0) / log_interval
-            t0 = time.time()
+            dt, train_time = train_time / log_interval, 0.0
             train = mean_metrics(batches)
             print(f"iter {iter_num}: loss {train['loss']:.4f}, reward accuracy {train['rewards/accuracies']:.2f}, "
                   f"margin {train['rewards/margins']:.3f}, time {dt * 1000:.1f}ms, lr {lr:.2e}")

@@ -73,9 +73,10 @@ def get_batch(data, batch_size, block_size, rng, device):
     return xy[:, :-1].to(device), xy[:, 1:].to(device)
 
 
-def batch_rng(seed, rank, iter_num, micro_step):
-    # batches depend only on (seed, rank, iteration): a resumed run sees exactly the batches it would have
-    return np.random.default_rng([seed, rank, iter_num, micro_step])
+def batch_rng(seed, iter_num, micro_batch):
+    """Batches depend only on (seed, iteration, global micro-batch index): a resumed run sees exactly the
+    batches it would have seen, and 2 DDP ranks x 1 micro-step see the batches of 1 process x 2 micro-steps."""
+    return np.random.default_rng([seed, iter_num, micro_batch])
 
 
 @torch.no_grad()
@@ -128,10 +129,10 @@ def main():
         print(f"{raw_model.num_params() / 1e6:.2f}M parameters, {tokens_per_iter:,} tokens/iter, "
               f"device {rt.device} ({rt.dtype}), {rt.world_size} process(es)")
 
-    t0, t_start = time.time(), time.time()
+    t0, t_start, resumed_at = time.time(), time.time(), iter_num if init_from == "resume" else None
     while True:
         lr = get_lr(iter_num, learning_rate, min_lr, warmup_iters, decay_iters)
-        if iter_num % eval_interval == 0 or iter_num == max_iters:
+        if (iter_num % eval_interval == 0 or iter_num == max_iters) and iter_num != resumed_at:
             if rt.master:
                 losses = estimate_loss(model, splits, rt)
                 print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
@@ -147,7 +148,7 @@ def main():
 
         for micro_step in range(accum):
             x, y = get_batch(splits["train"], batch_size, block_size,
-                             batch_rng(seed, rt.rank, iter_num, micro_step), rt.device)
+                             batch_rng(seed, iter_num, rt.rank * accum + micro_step), rt.device)
             with sync_context(model, micro_step, accum), rt.autocast:
                 _, loss = model(x, y)
                 loss = loss / accum  # the gradient of the mean over the whole accumulated batch

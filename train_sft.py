@@ -20,7 +20,7 @@ from configurator import configure
 from model import GPT
 from tasks import problem_from_row
 from tokenizer import get_tokenizer
-from train_pretrain import get_batch, scratch_config
+from train_pretrain import get_batch, batch_rng, scratch_config
 
 # -----------------------------------------------------------------------------
 out_dir = "out/sft"
@@ -124,10 +124,10 @@ def main():
         print(f"{len(train):,} training examples, {raw_model.num_params() / 1e6:.2f}M parameters, "
               f"pretraining val loss at start {start_pretrain_loss:.4f}")
 
-    t0 = t_start = time.time()
+    t0, t_start, resumed_at = time.time(), time.time(), iter_num if resuming else None
     while True:
         lr = get_lr(iter_num, learning_rate, min_lr, warmup_iters, decay_iters)
-        if rt.master and (iter_num % eval_interval == 0 or iter_num == max_iters):
+        if rt.master and (iter_num % eval_interval == 0 or iter_num == max_iters) and iter_num != resumed_at:
             losses = val_loss_by_type(raw_model, val, tok, block, rt)
             acc = greedy_accuracy(raw_model, tok, eval_problems, rt, max_new_tokens)
             forget = pretrain_val_loss(raw_model, val_stream, block, rt)
@@ -148,7 +148,7 @@ def main():
             break
 
         for micro_step in range(accum):
-            rng = np.random.default_rng([seed, rt.rank, iter_num, micro_step])
+            rng = batch_rng(seed, iter_num, rt.rank * accum + micro_step)
             x, y = sft_batch(train, rng.integers(0, len(train), size=batch_size), tok, block, rt.device)
             with sync_context(model, micro_step, accum), rt.autocast:
                 logits, _ = model(x)

@@ -1,0 +1,16 @@
+# a few seconds of GRPO on the tiny data: for tests and notebooks (the pipeline runs, nothing is learned)
+# $ python train_grpo.py config/grpo_tiny.py --init_from=out/sft_tiny/ckpt.pt
+out_dir = 'out/grpo_tiny'
+data_dir = 'data/tiny'
+init_from = 'out/sft_tiny/ckpt.pt'
+eval_interval = 2
+n_eval_problems = 70
+prompts_per_step = 4
+group_size = 4
+max_new_tokens = 64
+auto_weight_problems = 10
+max_sampling_rounds = 2
+max_iters = 2
+warmup_iters = 0
+learning_rate = 1e-4
+min_lr = 1e-4

@@ -1,0 +1,129 @@
+"""
+Complete arithmetic prompts with a checkpoint, printing the tokens as they are produced.
+
+    python sample.py --ckpt=out/sft/ckpt.pt --prompt="17+19=?"
+    python sample.py --ckpt=out/sft/ckpt.pt --prompt="17+19=?|x*7=2415, x=?" --show_tokens=True
+    python sample.py --ckpt=out/sft/ckpt.pt --temperature=0.8 --top_k=5
+    python sample.py --ckpt=out/sft/ckpt.pt        # interactive: >>> 17+19=?   (quit, Ctrl-D or Ctrl-C to leave)
+
+When a prompt is one of the task forms, the extracted answer is checked against the true one.
+"""
+import re
+from contextlib import nullcontext
+
+import torch
+
+from common import setup, load_checkpoint, model_from_checkpoint
+from configurator import configure
+from model import KVCache, sample_next
+from tasks import extract_answer, is_correct, parse_prompt
+from tokenizer import get_tokenizer
+
+# -----------------------------------------------------------------------------
+ckpt = "out/sft/ckpt.pt"
+prompt = ""                 # prompts separated by |; empty: read them interactively
+max_new_tokens = 100        # at most; a long prompt leaves less room in block_size
+temperature = 0.0           # 0 is greedy
+top_k = 0                   # 0: all tokens
+top_p = 1.0
+show_tokens = False         # print every token as text(id, p=probability)
+device = "auto"
+dtype = "auto"
+seed = 1337
+# -----------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def stream(model, ids, max_new_tokens, temperature=0.0, top_k=0, top_p=1.0, stop_id=None, generator=None,
+           autocast=nullcontext()):
+    """Yields (token id, probability) as each token is sampled. The prompt goes through the model once;
+    after that each step feeds only the newest token, which attends to the keys and values of all the
+    earlier ones kept in the KV cache. The probability is under the temperature-scaled distribution."""
+    dev = next(model.parameters()).device
+    cache = KVCache(model.config.n_layer, len(ids) + max_new_tokens)
+    x = torch.tensor([ids], device=dev)                          # (1, T)
+    positions = attn_mask = None                                 # the prompt: plain causal attention from 0
+    for _ in range(max_new_tokens):
+        with autocast:
+            logits, _ = model(x, positions=positions, attn_mask=attn_mask, kv_cache=cache)
+        logits = logits[:, -1].float()                           # (1, vocab)
+        next_id = sample_next(logits, temperature, top_k, top_p, generator)  # (1,)
+        prob = (logits / (temperature or 1.0)).softmax(dim=-1)[0, next_id].item()
+        yield next_id.item(), prob
+        if next_id.item() == stop_id:
+            return
+        # the new token sits at position cache.pos and may see every cached position and itself
+        x = next_id[:, None]                                     # (1, 1)
+        positions = torch.tensor([[cache.pos]], device=dev)      # (1, 1)
+        attn_mask = torch.ones(1, 1, 1, cache.pos + 1, dtype=torch.bool, device=dev)  # (1, 1, 1, S)
+
+
+def prompt_error(tok, text, block_size):
+    """Why a prompt cannot be run (one line), or None."""
+    if not text:
+        return "empty prompt: type a problem such as 17+19=? or 72-x=34, x=? (quit or Ctrl-D to leave)"
+    bad = "".join(sorted(set(re.sub(r"[0-9+\-*/=?,x ]", "", text))))
+    if bad:
+        return f"unexpected character(s) {bad!r}: prompts use digits, + - * / = ? , x and spaces, e.g. 17+19=?"
+    n = len(tok.encode(text))
+    if n >= block_size:
+        return f"prompt of {n} tokens leaves no room to answer: block_size is {block_size}"
+    return None
+
+
+def complete_prompt(model, tok, text, rt, generator):
+    """Print the prompt, then each token as it comes, then the verdict when the prompt is a task."""
+    ids = tok.encode(text)
+    room = min(max_new_tokens, model.config.block_size - len(ids))
+    print(text, end="", flush=True)
+    generated = []
+    for token_id, prob in stream(model, ids, room, temperature, top_k, top_p, tok.end_id, generator, rt.autocast):
+        generated.append(token_id)
+        piece = tok.decode_tokens([token_id])[0]
+        print(f" {piece}({token_id}, p={prob:.2f})" if show_tokens else piece, end="", flush=True)
+    print()
+    problem, completion = parse_prompt(text), tok.decode(generated)
+    if problem:
+        verdict = "right" if is_correct(completion, problem.answer) else f"wrong, the answer is {problem.answer}"
+        print(f"answer {extract_answer(completion)}: {verdict}")
+
+
+def main():
+    configure(globals())
+    rt = setup(device, dtype, seed)
+    checkpoint = load_checkpoint(ckpt, rt.device)
+    tok = get_tokenizer(checkpoint["tokenizer"])
+    model = model_from_checkpoint(checkpoint, rt.device).eval()
+    generator = torch.Generator(device=rt.device).manual_seed(seed)
+    block_size = model.config.block_size
+    if prompt:
+        prompts = [p.strip() for p in prompt.split("|")]
+        for p in prompts:
+            error = prompt_error(tok, p, block_size)
+            if error:
+                raise SystemExit(f"--prompt {p!r}: {error}")
+        for p in prompts:
+            complete_prompt(model, tok, p, rt, generator)
+        return
+    print(f"{ckpt} (iter {checkpoint.get('iter_num')}): type a problem such as 17+19=? or 72-x=34, x=?; "
+          "quit or Ctrl-D to leave")
+    try:
+        while True:
+            try:
+                text = input(">>> ").strip()
+            except EOFError:
+                print()
+                return
+            if text == "quit":
+                return
+            error = prompt_error(tok, text, block_size)
+            if error:
+                print(error)
+                continue
+            complete_prompt(model, tok, text, rt, generator)
+    except KeyboardInterrupt:
+        print()
+
+
+if __name__ == "__main__":
+    main()

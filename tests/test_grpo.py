@@ -1,0 +1,235 @@
+"""GRPO: every number of the GRPO section of /work/shared/reference/loss_vectors.md, the temperature
+and alignment of the log-probs, and end-to-end runs of train_grpo.py on a tiny random checkpoint."""
+import importlib
+import itertools
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from common import checkpoint_payload, save_checkpoint
+from model import GPT, GPTConfig, generate, token_logprobs
+from tasks import make_problem
+from tokenizer import get_tokenizer
+from train_grpo import (assemble, auto_weights, compute_advantages, draw_problems, grpo_loss, k3_kl)
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+# ---------------------------------------------------------------- advantages
+
+REWARDS = torch.tensor([1., 0, 1, 0, 1, 1, 1, 0, 2, 2, 2, 2])
+
+
+def test_group_advantages_and_zero_std_fraction():
+    adv, zero_std = compute_advantages(REWARDS, 4, "group")
+    want = [0.865875, -0.865875, 0.865875, -0.865875, 0.4999, 0.4999, 0.4999, -1.4997, 0, 0, 0, 0]
+    assert adv.tolist() == pytest.approx(want, abs=1e-6)
+    assert zero_std == pytest.approx(1 / 3)
+
+
+def test_batch_scaled_and_unscaled_advantages():
+    adv, _ = compute_advantages(REWARDS, 4, "batch")
+    want = [0.630468, -0.630468, 0.630468, -0.630468, 0.315234, 0.315234, 0.315234, -0.945702, 0, 0, 0, 0]
+    assert adv.tolist() == pytest.approx(want, abs=1e-6)
+    adv, _ = compute_advantages(REWARDS, 4, "none")   # Dr. GRPO
+    assert adv.tolist() == pytest.approx([.5, -.5, .5, -.5, .25, .25, .25, -.75, 0, 0, 0, 0])
+
+
+# ---------------------------------------------------------------- the loss
+
+LOGP = [[-1.0, -0.5, -2.0], [-0.3, -1.4, 0.0]]
+OLD = [[-1.1, -0.4, -2.5], [-0.3, -1.0, 0.0]]
+REF = [[-1.2, -0.6, -2.1], [-0.4, -1.1, 0.0]]
+MASK = torch.tensor([[1, 1, 1], [1, 1, 0]], dtype=torch.bool)
+
+
+@pytest.mark.parametrize("loss_type, want", [("grpo", -0.322598), ("dapo", -0.477337), ("dr_grpo", -0.298336)])
+def test_loss_values_and_metrics(loss_type, want):
+    loss, metrics = grpo_loss(torch.tensor(LOGP), torch.tensor(OLD), torch.tensor(REF), torch.tensor([1.0, -0.5]),
+                              MASK, loss_type, 0.2, 0.28, 0.04, max_len=4)
+    assert loss.item() == pytest.approx(want, abs=1e-6)
+    assert metrics["kl"] == pytest.approx(0.016620, abs=1e-6)
+    assert (metrics["clip_low"], metrics["clip_high"], metrics["clip_any"]) == pytest.approx((0.2, 0.2, 0.4))
+
+
+@pytest.mark.parametrize("loss_type, want_loss", [("grpo", 0.0), ("dapo", -0.1), ("dr_grpo", -0.0625)])
+def test_on_policy_loss_and_its_gradient(loss_type, want_loss):
+    logp = torch.tensor(LOGP, requires_grad=True)
+    adv = torch.tensor([0.5, -0.5])
+    loss, metrics = grpo_loss(logp, logp.detach(), None, adv, MASK, loss_type, 0.2, 0.28, 0.0, max_len=4)
+    loss.backward()
+    assert loss.item() == pytest.approx(want_loss, abs=1e-7)
+    assert metrics["clip_any"] == 0 and metrics["kl"] == 0
+    lengths = MASK.sum(dim=1, keepdim=True).float()                      # |o_i| = 3, 2
+    per_token = {"grpo": -adv[:, None] / (2 * lengths),                  # -A_i / (G |o_i|)
+                 "dapo": -adv[:, None] / lengths.sum(),                  # -A_i / sum |o|
+                 "dr_grpo": -adv[:, None] / (2 * 4)}[loss_type]          # -A_i / (G max_len)
+    assert torch.allclose(logp.grad, per_token * MASK, atol=1e-7)
+
+
+def test_k3_is_an_unbiased_estimate_of_kl():
+    q, p = torch.tensor([.5, .3, .2]), torch.tensor([.4, .4, .2])
+    expected_k3 = (q * k3_kl(q.log(), p.log())).sum()                   # E over tokens sampled from q
+    assert expected_k3.item() == pytest.approx(0.0252671, abs=1e-7)
+    assert expected_k3.item() == pytest.approx((q * (q / p).log()).sum().item(), abs=1e-7)
+    assert (k3_kl(q.log(), p.log()) >= 0).all()
+
+
+def tiny_model(block_size=128, n_embd=32):
+    torch.manual_seed(0)
+    return GPT(GPTConfig(block_size=block_size, vocab_size=260, n_layer=2, n_head=2, n_embd=n_embd))
+
+
+def test_logprobs_at_the_sampling_temperature_give_ratio_one_and_no_kl():
+    model, tok, T = tiny_model(), get_tokenizer("math"), 0.7
+    prompts = [tok.encode(p) for p in ("12+34=?", "x*7=42, x=?", "9-5=?")]
+    gen = generate(model, prompts, 12, temperature=T, stop_ids=(tok.end_id,), generator=torch.Generator().manual_seed(0))
+    completions = gen.token_lists()
+    rows = {"prompts": prompts, "completions": completions,
+            "sample_logps": [lp[:len(c)] for lp, c in zip(gen.logprobs, completions)]}
+    idx, mask, sample_logps = assemble(rows, "cpu")
+    assert mask.sum() == sum(len(c) for c in completions)
+    with torch.no_grad():
+        logits, _ = model(idx)
+    logps = token_logprobs(logits, idx, T)
+    # the engine's sampling-time log-probs land where token_logprobs scores the same tokens
+    assert torch.allclose(logps * mask, sample_logps, atol=1e-5)
+    loss, metrics = grpo_loss(logps, token_logprobs(logits, idx, T), logps, torch.tensor([1.0, -1.0, 0.5]), mask,
+                              "dapo", 0.2, 0.28, 0.04)
+    assert metrics["kl"] == 0 and metrics["clip_any"] == 0
+    ratio = torch.exp(logps - token_logprobs(logits, idx, T))
+    assert (ratio[mask] == 1).all()
+    # scored at T=1 instead, the same policy looks off-policy before any update
+    assert not torch.allclose((token_logprobs(logits, idx, 1.0) - logps)[mask], torch.zeros(int(mask.sum())),
+                              atol=1e-2)
+
+
+# ---------------------------------------------------------------- problems and weights
+
+def test_drawn_problems_avoid_held_out_prompts():
+    digits = {"a_plus_b_q": ((1, 1), (1, 1))}                            # only 100 problems exist
+    rng = random.Random(0)
+    every = {make_problem("a_plus_b_q", rng, digits["a_plus_b_q"]).prompt for _ in range(5000)}
+    assert len(every) == 100
+    allowed = set(sorted(every)[:10])
+    problems = draw_problems(200, {"a_plus_b_q": 1.0}, digits, frozenset(every - allowed), random.Random(1))
+    assert {p.prompt for p in problems} <= allowed
+
+
+def test_auto_weights_favour_types_the_model_gets_wrong():
+    weights = auto_weights({"a_plus_b_q": 1.0, "a_times_b_q": 0.25, "overall": 0.6}, 0.1)
+    assert weights == pytest.approx({"a_plus_b_q": 0.1, "a_times_b_q": 0.85})
+
+
+# ---------------------------------------------------------------- end to end on a tiny random checkpoint
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    subprocess.run([sys.executable, "generate_pairs.py", "config/data_tiny.py", f"--out_root={root}"], cwd=REPO,
+                   check=True, capture_output=True)
+    return root / "tiny"
+
+
+def write_checkpoint(path, model, tokenizer="math"):
+    opt = model.configure_optimizers(0.0, 1e-3, (0.9, 0.99), "cpu")
+    save_checkpoint(str(path), **checkpoint_payload(model, opt, {}, 0, tokenizer))
+    return path
+
+
+@pytest.fixture(scope="module")
+def random_ckpt(tmp_path_factory):
+    return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "ckpt.pt", tiny_model())
+
+
+def run_grpo(monkeypatch, *args, patch=None):
+    """main() of a freshly imported train_grpo (configure() overwrites its globals) with argv args."""
+    module = importlib.reload(importlib.import_module("train_grpo"))
+    if patch:
+        patch(module)
+    monkeypatch.setattr(sys, "argv", ["train_grpo.py", "config/grpo_tiny.py", "--device=cpu", *args])
+    module.main()
+    return module
+
+
+def read_log(out_dir, split):
+    rows = [json.loads(line) for line in (out_dir / "log.jsonl").read_text().splitlines()]
+    return [r for r in rows if r["split"] == split]
+
+
+def test_end_to_end_then_resume(monkeypatch, data_dir, random_ckpt, tmp_path):
+    out = tmp_path / "grpo"
+    references = []
+
+    def record_reference(module):
+        update = module.policy_update
+        module.policy_update = lambda model, reference, *a: references.append(reference) or update(model, reference, *a)
+
+    common = (f"--data_dir={data_dir}", f"--out_dir={out}", "--dynamic_sampling=False")
+    run_grpo(monkeypatch, f"--init_from={random_ckpt}", *common, patch=record_reference)
+    assert references == [None, None]                                    # beta=0: no reference model at all
+    train = read_log(out, "train")
+    assert [r["iter"] for r in train] == [1, 2]
+    for key in ("reward_mean", "reward_std", "zero_std_frac", "dropped_frac", "kl", "entropy", "clip_low",
+                "clip_high", "length_mean", "length_max", "truncated_frac", "sample_tokens_per_s", "sample_share"):
+        assert key in train[0], key
+    assert train[0]["groups"] == 4 and train[0]["dropped_frac"] == 0
+    assert train[0]["clip_low"] == train[0]["clip_high"] == 0            # one update: exactly on-policy
+    assert train[0]["sample_logp_diff"] < 1e-4                           # the engine's log-probs agree
+    assert set(read_log(out, "eval")[-1]["accuracy"]) >= {"overall", "a_plus_b_q"}
+    ckpt = torch.load(out / "ckpt.pt", weights_only=True)
+    assert ckpt["iter_num"] == 2 and ckpt["reference_from"] == str(random_ckpt)
+    assert set(ckpt["task_weights"]) == set(ckpt["accuracy"]) - {"overall"}
+
+    references.clear()
+    run_grpo(monkeypatch, "--init_from=resume", "--max_iters=3", "--beta=0.04", *common, patch=record_reference)
+    assert len(references) == 1 and references[0] is not None          # reloaded from reference_from
+    assert [r["iter"] for r in read_log(out, "train")] == [1, 2, 3]
+
+
+def test_dynamic_sampling_keeps_only_groups_whose_rewards_differ(monkeypatch, data_dir, random_ckpt, tmp_path):
+    out, calls = tmp_path / "grpo", itertools.count()
+
+    def one_right_answer_in_every_other_group(module):
+        # rewards in call order: of each pair of groups of 4, the first has one reward 1, the second none
+        module.reward = lambda problem, text, stopped: float(next(calls) % 8 == 0)
+
+    run_grpo(monkeypatch, f"--init_from={random_ckpt}", f"--data_dir={data_dir}", f"--out_dir={out}",
+             "--max_iters=1", "--beta=0.04", patch=one_right_answer_in_every_other_group)
+    row = read_log(out, "train")[0]
+    assert row["groups"] == 4                                            # filled in the second round
+    assert row["zero_std_frac"] == 0.5 and row["dropped_frac"] == 0.5
+    assert row["kl"] == 0                                                # policy == reference before the update
+
+
+def test_a_batch_that_never_fills_is_a_one_line_error(monkeypatch, data_dir, tmp_path):
+    model = tiny_model()
+    with torch.no_grad():   # every hidden state becomes all-ones, and only <|end|>'s embedding points that way
+        model.transformer.ln_f.weight.zero_()
+        model.transformer.ln_f.bias.fill_(1.0)
+        model.transformer.wte.weight[get_tokenizer("math").end_id] = 1.0
+    ckpt = write_checkpoint(tmp_path / "always_stops.pt", model)
+    with pytest.raises(SystemExit, match=r"no group with differing rewards \(mean reward 0\.000\): the tasks are "
+                                         r"too hard for this checkpoint"):
+        run_grpo(monkeypatch, f"--init_from={ckpt}", f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'o'}",
+                 "--task_weights={'a_plus_b_q': 1}")
+
+
+def test_group_of_one_is_a_one_line_error(monkeypatch):
+    with pytest.raises(SystemExit, match="group_size=1: advantages compare .* use group_size >= 2"):
+        run_grpo(monkeypatch, "--group_size=1")
+
+
+def test_tokenizer_mismatch_is_a_one_line_error(monkeypatch, data_dir, tmp_path):
+    ckpt = write_checkpoint(tmp_path / "gpt2.pt", tiny_model(), tokenizer="gpt2")
+    with pytest.raises(SystemExit, match="tokenizer mismatch: checkpoint .* uses 'gpt2'"):
+        run_grpo(monkeypatch, f"--init_from={ckpt}", f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'o'}")
+
+
+def test_unknown_task_weights_are_a_one_line_error(monkeypatch, data_dir, random_ckpt, tmp_path):
+    with pytest.raises(SystemExit, match="task_weights .* need weights >= 0"):
+        run_grpo(monkeypatch, f"--init_from={random_ckpt}", f"--data_dir={data_dir}", f"--out_dir={tmp_path}",
+                 "--task_weights={'a_pluss_b': 1}")

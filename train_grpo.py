@@ -1,0 +1,463 @@
+"""
+GRPO: reinforcement learning from a verifiable reward. The SFT (or DPO) model answers problems drawn
+fresh from the task generator, tasks.is_correct scores each answer, and the policy moves towards the
+completions that beat the other completions of the same prompt. Reads like nanochat's chat_rl.py.
+
+    python train_grpo.py config/grpo_small.py
+    python train_grpo.py config/grpo_small.py --init_from=out/dpo/ckpt.pt --beta=0.04
+    torchrun --standalone --nproc_per_node=2 train_grpo.py config/grpo_small.py
+
+One step: draw prompts_per_step problems (never a prompt of sft_val, test or test_ood), sample group_size
+completions of each with the KV-cache engine at `temperature`, reward them, turn the rewards into
+advantages within each group, then take num_iterations clipped policy-gradient steps on the batch.
+
+The knobs
+  task_weights       {type: weight} of the problem mix, or None ("auto"): measure the start checkpoint's
+                     greedy accuracy per type on fresh problems and weight each type by
+                     (1 - accuracy) + auto_weight_floor, so practice goes where the answers are wrong
+  scale_rewards      "group": (r - group mean) / group std (GRPO); "batch": divide by the batch's std;
+                     "none": r - group mean (Dr. GRPO: the std division favours too-easy and too-hard prompts)
+  loss_type          "grpo": token mean per completion, then mean (a long completion's tokens count less);
+                     "dapo": mean over all tokens of the batch; "dr_grpo": sum / (completions * max_new_tokens)
+  epsilon_low/high   the ratio is clipped to [1 - low, 1 + high]; high > low is DAPO's clip-higher, which
+                     lets unlikely tokens that paid off grow faster than likely ones shrink
+  beta               weight of the k3 KL to the frozen start checkpoint; 0 does not even load it
+  num_iterations     updates per batch of rollouts: more reuse of each (slow) batch, more off-policy
+  dynamic_sampling   drop groups whose rewards are all equal (zero advantage, no gradient) and draw more
+                     prompts until prompts_per_step groups are informative, at most max_sampling_rounds
+  truncated          a completion that hits max_new_tokens without <|end|>: "mask" leaves it out of the loss
+                     (DAPO's overlong filtering), "penalize" gives it reward 0 even if a number in it is right
+  format_reward      bonus for the canonical <think>...</think>N<|end|> form, given only with a correct
+                     answer: otherwise the policy could earn it by formatting wrong answers
+  entropy_coef_*     entropy bonus, decayed linearly from start to end over max_iters
+
+What is simplified, honestly
+  - The reward looks at the final answer only; the worked steps are not checked (tasks.check_steps could).
+  - The "old" log-probs of the ratio are the first update's own forward, detached, not the engine's: the
+    engine computes them incrementally with the KV cache, which differs from a full forward by rounding
+    (a lot under bf16) and would show up as spurious clipping. The difference is logged (sample_logp_diff).
+  - With num_iterations=1 and beta=0 the ratio is exactly 1, the clip never binds, and this is REINFORCE
+    with the group mean as baseline: "GRPO" in quotes, as nanochat says.
+  - No mini-batches: each update is one forward/backward over the whole batch, fine at this scale.
+  - top_k/top_p truncate the distribution that samples, but the ratio and KL use the full temperature-scaled
+    one (identical at the defaults top_k=0, top_p=1).
+  - DDP: each rank samples its own prompts (seeded by rank) and normalises its own loss, DDP averages the
+    gradients, and the logs show rank 0's rollouts.
+  - Dynamic sampling that runs out of rounds trains on the informative groups it has (logged as groups).
+"""
+import copy
+import os
+import random
+import time
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from common import (setup, wrap_model, teardown, get_lr, optimizer_step, save_checkpoint, load_checkpoint,
+                    model_from_checkpoint, start_model, checkpoint_payload, check_tokenizer, MetricsLog,
+                    read_jsonl, read_meta, greedy_accuracy)
+from configurator import configure
+from model import generate, token_logprobs
+from tasks import has_canonical_format, is_correct, make_problem, problem_from_row, sample_problems
+from tokenizer import get_tokenizer
+
+# -----------------------------------------------------------------------------
+# defaults: the small laptop run (config/grpo_small.py says the same); config/*.py and --key=value override them
+out_dir = "out/grpo"
+data_dir = "data/small"
+init_from = "out/sft/ckpt.pt"        # an SFT or DPO checkpoint (also the KL reference), or "resume"
+eval_interval = 25
+log_interval = 1
+n_eval_problems = 350                # greedy exact match on this many problems of data_dir/sft_val.jsonl
+# rollouts
+prompts_per_step = 16
+group_size = 8                       # completions per prompt; the advantage compares them with each other
+max_new_tokens = 100
+temperature = 1.0
+top_k = 0                            # 0: no top-k cut
+top_p = 1.0
+task_weights = None                  # None: "auto" (see above), or {type: weight}; left-out types get none
+auto_weight_floor = 0.1              # every type keeps at least this weight under "auto"
+auto_weight_problems = 50            # fresh problems per type for the "auto" accuracy
+dynamic_sampling = True
+max_sampling_rounds = 4
+truncated = "mask"                   # "mask" or "penalize"
+format_reward = 0.0
+# the loss
+loss_type = "dapo"                   # "grpo", "dapo" or "dr_grpo"
+scale_rewards = "group"              # "group", "batch" or "none"
+num_iterations = 1
+epsilon_low = 0.2
+epsilon_high = 0.28
+beta = 0.0                           # KL weight; 0: no reference model
+entropy_coef_start = 0.0
+entropy_coef_end = 0.0
+# AdamW and its schedule (min_lr = learning_rate gives a constant rate)
+max_iters = 150
+learning_rate = 3e-5
+min_lr = 3e-6
+warmup_iters = 10
+lr_decay_iters = 0                   # 0 means max_iters
+weight_decay = 0.0
+beta1 = 0.9
+beta2 = 0.99
+grad_clip = 1.0
+# system
+device = "auto"
+dtype = "auto"
+seed = 1337
+# -----------------------------------------------------------------------------
+
+LOSS_TYPES = ("grpo", "dapo", "dr_grpo")
+SCALE_REWARDS = ("group", "batch", "none")
+
+
+def compute_advantages(rewards, group_size, scale_rewards):
+    """rewards (P*G,), G = group_size consecutive completions per prompt -> advantages (P*G,) and the fraction
+    of groups whose rewards are all equal (their advantages are 0: they give no policy gradient)."""
+    grouped = rewards.view(-1, group_size)                                # (P, G)
+    advantages = grouped - grouped.mean(dim=1, keepdim=True)              # (P, G)
+    if scale_rewards == "group":
+        advantages = advantages / (grouped.std(dim=1, keepdim=True) + 1e-4)  # unbiased std, as GRPO and TRL
+    elif scale_rewards == "batch":
+        advantages = advantages / (rewards.std() + 1e-4)
+    elif scale_rewards != "none":
+        raise SystemExit(f"scale_rewards={scale_rewards!r}; allowed: {', '.join(SCALE_REWARDS)}")
+    zero_std = (grouped == grouped[:, :1]).all(dim=1).float().mean().item()
+    return advantages.reshape(-1), zero_std
+
+
+def k3_kl(logps, ref_logps):
+    """Schulman's k3 estimate of KL(policy || ref) from log-probs of tokens the policy sampled:
+    exp(d) - d - 1 with d = ref - policy. Unbiased, never negative, lower variance than -d."""
+    log_ratio = ref_logps - logps
+    return torch.exp(log_ratio) - log_ratio - 1
+
+
+def masked_mean(x, mask):
+    return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+def grpo_loss(logps, old_logps, ref_logps, advantages, completion_mask, loss_type, epsilon_low, epsilon_high,
+              beta, max_len=None):
+    """The clipped surrogate plus beta * k3 KL. logps (with grad), old_logps, ref_logps (None: no KL term) and
+    completion_mask are (B, T), per sampled token; advantages (B,). max_len is dr_grpo's constant (default T).
+    Returns the loss and metrics: kl (mean k3 over completion tokens), clip_low / clip_high / clip_any
+    (shares of completion tokens whose ratio the clip cut below 1 - epsilon_low with A < 0, above
+    1 + epsilon_high with A > 0, either)."""
+    mask = completion_mask.to(logps.dtype)
+    ratio = torch.exp(logps - old_logps)                                  # (B, T)
+    adv = advantages[:, None]                                             # (B, 1)
+    clipped = torch.clamp(ratio, 1 - epsilon_low, 1 + epsilon_high)
+    per_token = -torch.min(ratio * adv, clipped * adv)                    # (B, T)
+    kl = None
+    if ref_logps is not None:
+        kl = k3_kl(logps, ref_logps)                                      # (B, T)
+        per_token = per_token + beta * kl
+    if loss_type == "grpo":
+        loss = ((per_token * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)).mean()
+    elif loss_type == "dapo":
+        loss = masked_mean(per_token, mask)
+    elif loss_type == "dr_grpo":
+        loss = (per_token * mask).sum() / (logps.size(0) * (max_len or logps.size(1)))
+    else:
+        raise SystemExit(f"loss_type={loss_type!r}; allowed: {', '.join(LOSS_TYPES)}")
+    with torch.no_grad():
+        low = (ratio < 1 - epsilon_low) & (adv < 0)
+        high = (ratio > 1 + epsilon_high) & (adv > 0)
+        metrics = {"kl": masked_mean(kl, mask).item() if kl is not None else 0.0,
+                   "clip_low": masked_mean(low, mask).item(), "clip_high": masked_mean(high, mask).item(),
+                   "clip_any": masked_mean(low | high, mask).item()}
+    return loss, metrics
+
+
+def masked_entropy(logits, mask, temperature):
+    """Mean entropy of the temperature-scaled next-token distributions that chose completion tokens.
+    logits (B, T+1, vocab), mask (B, T) shifted like token_logprobs' output."""
+    logp = F.log_softmax(logits[:, :-1].float() / temperature, dim=-1)   # (B, T, vocab)
+    return masked_mean(-(logp.exp() * logp).sum(dim=-1), mask)
+
+
+# -----------------------------------------------------------------------------
+# problems and rewards
+
+
+def check_config():
+    if group_size < 2:
+        raise SystemExit(f"group_size={group_size}: advantages compare the completions of a prompt with each "
+                         "other, so they need a group; use group_size >= 2")
+    for key, allowed in (("loss_type", LOSS_TYPES), ("scale_rewards", SCALE_REWARDS),
+                         ("truncated", ("mask", "penalize"))):
+        if globals()[key] not in allowed:
+            raise SystemExit(f"{key}={globals()[key]!r}; allowed: {', '.join(allowed)}")
+    if temperature <= 0:
+        raise SystemExit(f"temperature={temperature}: GRPO needs sampling (> 0), or every group is identical")
+    for key in ("prompts_per_step", "max_sampling_rounds", "num_iterations", "max_new_tokens"):
+        if globals()[key] < 1:
+            raise SystemExit(f"{key} must be >= 1, got {globals()[key]}")
+    if task_weights is not None and not isinstance(task_weights, dict):
+        raise SystemExit(f"task_weights must be None (auto) or a dict {{type: weight}}, got {task_weights!r}")
+
+
+def held_out_prompts(data_dir):
+    """Every prompt of the evaluation splits: GRPO never trains on them."""
+    splits = ("sft_val", "test", "test_ood")
+    return frozenset(row["Q"] for s in splits for row in read_jsonl(os.path.join(data_dir, f"{s}.jsonl"), ("Q",)))
+
+
+def check_weights(weights, task_digits):
+    unknown = [t for t in weights if t not in task_digits]
+    if unknown or any(w < 0 for w in weights.values()) or not any(w > 0 for w in weights.values()):
+        raise SystemExit(f"task_weights {weights!r}: need weights >= 0, one > 0, for types of the data in "
+                         f"{data_dir} ({', '.join(task_digits)})")
+    return {t: float(w) for t, w in weights.items() if w > 0}
+
+
+def auto_weights(accuracy, floor):
+    """{type: (1 - greedy accuracy) + floor}: more practice where the answers are wrong."""
+    return {t: 1 - a + floor for t, a in accuracy.items() if t != "overall"}
+
+
+def draw_problems(n, weights, task_digits, held_out, rng):
+    """n problems, types drawn by weight, none with a held-out prompt."""
+    types = list(weights)
+    problems = []
+    for task_type in rng.choices(types, [weights[t] for t in types], k=n):
+        for _ in range(1000):
+            problem = make_problem(task_type, rng, task_digits[task_type])
+            if problem.prompt not in held_out:
+                problems.append(problem)
+                break
+        else:
+            raise SystemExit(f"{task_type}: 1000 draws in a row were held-out prompts; widen its digits in the data")
+    return problems
+
+
+def reward(problem, text, stopped):
+    """1 for a correct answer (+ format_reward if also canonical), else 0."""
+    if (truncated == "penalize" and not stopped) or not is_correct(text, problem.answer):
+        return 0.0
+    return 1.0 + (format_reward if has_canonical_format(text) else 0.0)
+
+
+# -----------------------------------------------------------------------------
+# rollouts
+
+
+@torch.no_grad()
+def collect_batch(model, tok, rt, weights, task_digits, held_out, iter_num):
+    """The rollouts of one step: each round draws prompts_per_step problems and samples group_size
+    completions of each in one batched generate (the prompt repeated group_size times). Without
+    dynamic_sampling one round is kept whole; with it, only groups whose rewards differ, until
+    prompts_per_step are kept or max_sampling_rounds have run.
+    Returns the kept rows {prompts, completions, sample_logps, stopped, rewards} and stats of all rollouts."""
+    model.eval()
+    rows = {k: [] for k in ("prompts", "completions", "sample_logps", "stopped", "rewards")}
+    stats = {"rewards": [], "lengths": [], "stopped": [], "groups": 0, "zero_std": 0, "seconds": 0.0}
+    for round_idx in range(max_sampling_rounds if dynamic_sampling else 1):
+        t0 = time.time()
+        # rollouts depend only on (seed, rank, iteration, round): a resumed run samples what it would have
+        round_seed = int(np.random.SeedSequence([seed, rt.rank, iter_num, round_idx]).generate_state(1)[0])
+        problems = draw_problems(prompts_per_step, weights, task_digits, held_out, random.Random(round_seed))
+        prompts = [tok.encode(p.prompt) for p in problems for _ in range(group_size)]
+        with rt.autocast:
+            gen = generate(model, prompts, max_new_tokens, temperature, top_k, top_p, stop_ids=(tok.end_id,),
+                           generator=torch.Generator(rt.device).manual_seed(round_seed))
+        completions, stopped = gen.token_lists(), gen.stopped.tolist()
+        sample_logps = gen.logprobs.float().cpu()                          # (P*G, N)
+        rewards = [reward(problems[i // group_size], tok.decode(c), s)
+                   for i, (c, s) in enumerate(zip(completions, stopped))]
+        grouped = torch.tensor(rewards).view(-1, group_size)               # (P, G)
+        informative = (grouped != grouped[:, :1]).any(dim=1).tolist()
+        stats["seconds"] += time.time() - t0
+        stats["rewards"] += rewards
+        stats["lengths"] += [len(c) for c in completions]
+        stats["stopped"] += stopped
+        stats["groups"] += len(problems)
+        stats["zero_std"] += informative.count(False)
+        for g in range(len(problems)):
+            if len(rows["rewards"]) == prompts_per_step * group_size:
+                break
+            if dynamic_sampling and not informative[g]:
+                continue
+            for i in range(g * group_size, (g + 1) * group_size):
+                rows["prompts"].append(prompts[i])
+                rows["completions"].append(completions[i])
+                rows["sample_logps"].append(sample_logps[i, :len(completions[i])])
+                rows["stopped"].append(stopped[i])
+                rows["rewards"].append(rewards[i])
+        if len(rows["rewards"]) == prompts_per_step * group_size:
+            break
+    return rows, stats
+
+
+def check_filled(n_groups, mean_reward, rt):
+    """Stop if dynamic sampling kept no group at all (on any rank): every prompt's completions were all
+    right or all wrong, so there is nothing to learn from at this checkpoint."""
+    n_groups, mean_reward = torch.tensor(float(n_groups)), torch.tensor(mean_reward)
+    if rt.ddp:
+        n_groups, mean_reward = n_groups.to(rt.device), mean_reward.to(rt.device)
+        dist.all_reduce(n_groups, op=dist.ReduceOp.MIN)
+        dist.all_reduce(mean_reward)
+        mean_reward = mean_reward / rt.world_size
+    if n_groups.item() == 0:
+        m = mean_reward.item()
+        raise SystemExit(f"dynamic sampling: {max_sampling_rounds} rounds of {prompts_per_step} prompts gave no group "
+                         f"with differing rewards (mean reward {m:.3f}): the tasks are too "
+                         f"{'easy' if m >= 0.5 else 'hard'} for this checkpoint; change task_weights or the data's "
+                         "digits, or start from another checkpoint")
+
+
+def assemble(rows, device):
+    """Right-padded prompt+completion rows, so that a plain causal forward sees every token at the position
+    and with the context it had when it was sampled. Returns idx (B, T), the completion mask and the
+    sampling-time log-probs, both (B, T-1) and aligned with token_logprobs' output (entry t scores token t+1)."""
+    B = len(rows["prompts"])
+    T = max(len(p) + len(c) for p, c in zip(rows["prompts"], rows["completions"]))
+    idx = torch.zeros(B, T, dtype=torch.long)
+    mask = torch.zeros(B, T - 1, dtype=torch.bool)
+    sample_logps = torch.zeros(B, T - 1)
+    for b, (p, c, lp) in enumerate(zip(rows["prompts"], rows["completions"], rows["sample_logps"])):
+        n, m = len(p), len(c)
+        idx[b, :n + m] = torch.tensor(p + c)
+        mask[b, n - 1:n - 1 + m] = True
+        sample_logps[b, n - 1:n - 1 + m] = lp
+    return idx.to(device), mask.to(device), sample_logps.to(device)
+
+
+# -----------------------------------------------------------------------------
+# the update
+
+
+def policy_update(model, reference, optimizer, idx, mask, sample_logps, advantages, lr, entropy_coef, rt):
+    """num_iterations clipped policy-gradient steps on one batch. Returns the metrics averaged over them."""
+    model.train()
+    ref_logps = None
+    if reference is not None:
+        with torch.no_grad(), rt.autocast:
+            ref_logps = token_logprobs(reference(idx)[0], idx, temperature)   # (B, T-1)
+    totals = {}
+    for it in range(num_iterations):
+        with rt.autocast:
+            logits, _ = model(idx)                                        # (B, T, vocab)
+        logps = token_logprobs(logits, idx, temperature)                  # (B, T-1), at the sampling temperature
+        if it == 0:
+            old_logps = logps.detach()  # the policy that sampled, before any update: the first ratio is exactly 1
+            totals["sample_logp_diff"] = masked_mean((old_logps - sample_logps).abs(), mask).item()
+        loss, metrics = grpo_loss(logps, old_logps, ref_logps, advantages, mask, loss_type, epsilon_low,
+                                  epsilon_high, beta, max_new_tokens)
+        entropy = masked_entropy(logits if entropy_coef else logits.detach(), mask, temperature)
+        (loss - entropy_coef * entropy).backward()
+        metrics.update(loss=loss.item(), entropy=entropy.item(),
+                       grad_norm=optimizer_step(model, optimizer, lr, grad_clip))
+        for k, v in metrics.items():
+            totals[k] = totals.get(k, 0.0) + v / num_iterations
+    return totals
+
+
+def main():
+    config = configure(globals())
+    check_config()
+    rt = setup(device, dtype, seed)
+    meta = read_meta(data_dir)
+    tok = get_tokenizer(meta["tokenizer"])
+    task_digits = meta.get("config", {}).get("tasks")
+    if not task_digits:
+        raise SystemExit(f"{data_dir}/meta.json has no config.tasks (the digit counts of each type): "
+                         "regenerate the data with generate_pairs.py")
+    decay_iters = lr_decay_iters or max_iters
+
+    model, ckpt, resuming = start_model(init_from, out_dir, rt, dropout=0.0)
+    ckpt_path = os.path.join(out_dir, "ckpt.pt") if resuming else init_from
+    check_tokenizer(ckpt["tokenizer"], meta["tokenizer"], ckpt_path, os.path.join(data_dir, "meta.json"))
+    if resuming and "reference_from" not in ckpt:
+        raise SystemExit(f"{ckpt_path} was not written by train_grpo.py: resume needs a GRPO checkpoint")
+    optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), rt.device_type)
+    iter_num = 0
+    if resuming:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        iter_num = ckpt["iter_num"]
+    # the KL reference is the checkpoint the run started from, also after a resume (its path is in the checkpoint)
+    reference_from = ckpt["reference_from"] if resuming else init_from
+    reference = None
+    if beta > 0:
+        reference = (model_from_checkpoint(load_checkpoint(reference_from, rt.device), rt.device, dropout=0.0)
+                     if resuming else copy.deepcopy(model))
+        reference.eval().requires_grad_(False)
+
+    held_out = held_out_prompts(data_dir)
+    val_rows = read_jsonl(os.path.join(data_dir, "sft_val.jsonl"), ("Q", "A", "type"))
+    eval_problems = [problem_from_row(r) for r in val_rows[:n_eval_problems]]
+    if task_weights is not None:
+        weights = check_weights(task_weights, task_digits)
+    elif resuming:
+        weights = ckpt["task_weights"]   # measured on the start checkpoint, not remeasured on a trained one
+    else:
+        probe = sample_problems(task_digits, auto_weight_problems, random.Random(seed), exclude=held_out)
+        weights = auto_weights(greedy_accuracy(model, tok, probe, rt, max_new_tokens), auto_weight_floor)
+    del ckpt
+
+    model, raw_model = wrap_model(model, rt)
+    log = MetricsLog(out_dir, resume_iter=iter_num if resuming else None) if rt.master else None
+    if rt.master:
+        total = sum(weights.values())
+        print(f"{raw_model.num_params() / 1e6:.2f}M parameters from {ckpt_path}, reference: "
+              f"{reference_from if beta > 0 else 'none (beta=0)'}, {prompts_per_step} prompts x {group_size} "
+              f"completions per step, device {rt.device} ({rt.dtype}), {rt.world_size} process(es)")
+        print("task mix: " + ", ".join(f"{t} {w / total:.2f}" for t, w in weights.items()))
+
+    t_start = time.time()
+    while True:
+        lr = get_lr(iter_num, learning_rate, min_lr, warmup_iters, decay_iters)
+        if rt.master and (iter_num % eval_interval == 0 or iter_num == max_iters):
+            acc = greedy_accuracy(raw_model, tok, eval_problems, rt, max_new_tokens)
+            print(f"step {iter_num}: greedy accuracy {acc['overall']:.3f} on {len(eval_problems)} held-out problems")
+            print("  " + ", ".join(f"{t} {a:.2f}" for t, a in acc.items() if t != "overall"))
+            log.write(iter=iter_num, split="eval", accuracy=acc, lr=lr, elapsed_s=time.time() - t_start)
+            if iter_num > 0:
+                save_checkpoint(os.path.join(out_dir, "ckpt.pt"),
+                                **checkpoint_payload(raw_model, optimizer, config, iter_num, meta["tokenizer"],
+                                                     reference_from=reference_from, task_weights=weights,
+                                                     accuracy=acc))
+        if iter_num >= max_iters:
+            break
+
+        t0 = time.time()
+        rows, stats = collect_batch(raw_model, tok, rt, weights, task_digits, held_out, iter_num)
+        check_filled(len(rows["rewards"]) // group_size, float(np.mean(stats["rewards"])), rt)
+        advantages, _ = compute_advantages(torch.tensor(rows["rewards"]), group_size, scale_rewards)
+        idx, mask, sample_logps = assemble(rows, rt.device)
+        if truncated == "mask":
+            mask &= torch.tensor(rows["stopped"], device=rt.device)[:, None]
+        entropy_coef = entropy_coef_start + (entropy_coef_end - entropy_coef_start) * iter_num / max_iters
+        metrics = policy_update(model, reference, optimizer, idx, mask, sample_logps, advantages.to(rt.device),
+                                lr, entropy_coef, rt)
+        iter_num += 1
+
+        if rt.master and iter_num % log_interval == 0:
+            dt = time.time() - t0
+            r = np.array(stats["rewards"])
+            kept = len(rows["rewards"]) // group_size
+            row = dict(reward_mean=r.mean(), reward_std=r.std(), zero_std_frac=stats["zero_std"] / stats["groups"],
+                       dropped_frac=1 - kept / stats["groups"], groups=kept, **metrics,
+                       length_mean=float(np.mean(stats["lengths"])), length_max=max(stats["lengths"]),
+                       truncated_frac=1 - float(np.mean(stats["stopped"])),
+                       sample_tokens_per_s=sum(stats["lengths"]) / stats["seconds"],
+                       sample_share=stats["seconds"] / dt, entropy_coef=entropy_coef)
+            print(f"iter {iter_num}: reward {row['reward_mean']:.3f}, zero-std {row['zero_std_frac']:.2f}, "
+                  f"dropped {row['dropped_frac']:.2f}, loss {metrics['loss']:.4f}, kl {metrics['kl']:.4f}, "
+                  f"entropy {metrics['entropy']:.3f}, clip {metrics['clip_low']:.3f}/{metrics['clip_high']:.3f}, "
+                  f"len {row['length_mean']:.1f}/{row['length_max']} (truncated {row['truncated_frac']:.2f}), "
+                  f"time {dt * 1000:.0f}ms ({row['sample_share'] * 100:.0f}% sampling, "
+                  f"{row['sample_tokens_per_s']:,.0f} tok/s), lr {lr:.2e}")
+            log.write(iter=iter_num, split="train", **{k: float(v) for k, v in row.items()}, lr=lr,
+                      ms_per_iter=dt * 1000, elapsed_s=time.time() - t_start)
+    if rt.master:
+        print(f"done in {time.time() - t_start:.1f}s; checkpoint {os.path.join(out_dir, 'ckpt.pt')}")
+    teardown(rt)
+
+
+if __name__ == "__main__":
+    main()
