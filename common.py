@@ -208,7 +208,8 @@ def check_tokenizer(ckpt_tokenizer, data_tokenizer, ckpt_path, data_path):
 
 class MetricsLog:
     """out_dir/log.jsonl, one JSON object per logged step, for the notebooks' plots. On resume the
-    entries past the resumed iteration (written after the last checkpoint) are dropped."""
+    rows written after the last checkpoint are dropped, and so is the evaluation at the checkpoint's own
+    step, which the resumed run repeats as its first act."""
 
     def __init__(self, out_dir, resume_iter=None):
         self.path = os.path.join(out_dir, "log.jsonl")
@@ -216,7 +217,9 @@ class MetricsLog:
         kept = []
         if resume_iter is not None and os.path.exists(self.path):
             with open(self.path) as f:
-                kept = [line for line in f if json.loads(line).get("iter", 0) <= resume_iter]
+                rows = [(line, json.loads(line)) for line in f]
+            kept = [line for line, row in rows if row["iter"] < resume_iter
+                    or (row["iter"] == resume_iter and row.get("split") != "eval")]
         with open(self.path, "w") as f:
             f.writelines(kept)
 

@@ -26,8 +26,8 @@ import torch
 from common import (setup, load_checkpoint, model_from_checkpoint, check_tokenizer, read_jsonl, read_meta,
                     encode_completions, check_prompt, complete)
 from configurator import configure
-from tasks import TASK_TYPES, Problem, completion, extract_answer, has_canonical_format, is_correct, \
-    parse_prompt, problem_from_row, sample_problems
+from tasks import (Problem, completion, extract_answer, has_canonical_format, is_correct, parse_prompt,
+                   problem_from_row, sample_problems)
 from tokenizer import get_tokenizer
 
 # -----------------------------------------------------------------------------
@@ -48,9 +48,9 @@ show_transcripts = False    # and printed
 device = "auto"
 dtype = "auto"
 seed = 1337
+
+
 # -----------------------------------------------------------------------------
-
-
 # statistics
 
 def bootstrap_ci(values, n_boot=1000, seed=0):
@@ -72,15 +72,15 @@ def pass_at_k(n, c, k):
 
 
 def majority_correct(texts, answer):
-    """maj@k: is the most common extracted answer among the samples right? (Samples without an answer
-    do not vote; ties go to the answer seen first.)"""
-    first_text = {}
-    for text in texts:
-        first_text.setdefault(extract_answer(text), text)
-    votes = Counter(a for a in map(extract_answer, texts) if a is not None)
+    """maj@k: is the most common extracted answer among the samples right? Votes are answers as written
+    (canonical completions write plain integers); samples without one do not vote; a tie goes to the
+    answer seen first."""
+    answers = [extract_answer(t) for t in texts]
+    votes = Counter(a for a in answers if a is not None)
     if not votes:
         return False
-    return is_correct(first_text[votes.most_common(1)[0][0]], answer)
+    winner = votes.most_common(1)[0][0]
+    return is_correct(texts[answers.index(winner)], answer)
 
 
 def completion_token_hits(logits, idx, completion_mask):
@@ -114,7 +114,9 @@ def read_prompts(path):
 
 
 def load_problems(source, data_dir, n_per_type=0, seed=1337):
-    """The items to evaluate, in file order, at most n_per_type of each task type (0 = all)."""
+    """The items to evaluate, in file order, at most n_per_type of each task type (0 = all). "generated"
+    draws n_per_type fresh problems of each type (0: the data's n_test_per_type) from the data's digit
+    config with this seed; unlike test, they may repeat training problems."""
     if source in ("test", "test_ood"):
         rows = read_jsonl(os.path.join(data_dir, f"{source}.jsonl"), required=("Q", "A", "type"))
         items = [problem_from_row(row) for row in rows]
@@ -263,7 +265,7 @@ def evaluate_checkpoint(model, tok, problems, rt, max_new_tokens=100, batch_size
                                            temperature, top_k, top_p, seed).items():
             per_item[key] = np.full(N, np.nan)
             per_item[key][is_graded] = values
-    present = [t for t in TASK_TYPES if t in groups]
+    present = [g for g in dict.fromkeys(groups) if g != "ungraded"]   # task types in file order
     metrics = {t: group_metrics(groups == t, per_item, True, seed) for t in present}
     if graded:
         metrics["overall"] = group_metrics(is_graded, per_item, True, seed)
@@ -343,10 +345,54 @@ def checkpoint_names(paths):
     return names if len(set(names)) == len(names) else paths
 
 
+def token_label(text, token_id, prob):
+    """text(id, p=0.97); control characters escaped, so that a stray newline cannot break the line."""
+    return f"{text.encode('unicode_escape').decode('ascii')}({token_id}, p={prob:.2f})"
+
+
 def format_transcript(name, t):
-    tokens = " ".join(f"{x['text']}({x['id']}, p={np.exp(x['logprob']):.2f})" for x in t["tokens"])
+    tokens = " ".join(token_label(x["text"], x["id"], np.exp(x["logprob"])) for x in t["tokens"])
     verdict = "ungraded" if t["correct"] is None else ("right" if t["correct"] else f"wrong, answer {t['answer']}")
     return f"[{name}] {t['prompt']}  ->  {tokens}  [{verdict}]"
+
+
+def evaluate_path(name, path, problems, meta, rt):
+    """Load one checkpoint, check it against the data, evaluate it and log one line (and transcripts)."""
+    checkpoint = load_checkpoint(path, rt.device)
+    check_tokenizer(checkpoint["tokenizer"], meta["tokenizer"], path, os.path.join(data_dir, "meta.json"))
+    tok = get_tokenizer(checkpoint["tokenizer"])
+    model = model_from_checkpoint(checkpoint, rt.device)
+    new_tokens = fit_max_new_tokens(tok, [prompt_of(p) for p in problems], model.config.block_size, max_new_tokens)
+    t0 = time.time()
+    r = evaluate_checkpoint(model, tok, problems, rt, new_tokens, batch_size, num_samples, temperature, top_k, top_p,
+                            meta.get("worked", True), n_transcripts, seed)
+    r = {"name": name, "ckpt": path, "iter_num": checkpoint.get("iter_num"), "seconds": time.time() - t0} | r
+    overall = r["metrics"].get("overall")
+    print(f"{name} ({path}, iter {r['iter_num']}): {len(problems)} problems in {r['seconds']:.1f}s"
+          + (f", accuracy {percent(overall['acc'], overall['ci'])}" if overall else ""))
+    if r["references_over_budget"]:
+        print(f"note: {r['references_over_budget']} reference completions are longer than max_new_tokens="
+              f"{new_tokens} and cannot be produced in full; raise --max_new_tokens")
+    if show_transcripts:
+        print("\n".join(format_transcript(name, t) for t in r["transcripts"]))
+    return r
+
+
+def write_report(results, n_problems):
+    """Print the tables; write results.md, results.json and transcripts.jsonl to out_dir."""
+    has_graded = "overall" in results["checkpoints"][0]["metrics"]
+    report = ((markdown_table(results) + "\n\n") if has_graded else "") + metrics_table(results) + "\n"
+    print("\n" + report)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "transcripts.jsonl"), "w") as f:
+        for c in results["checkpoints"]:
+            for t in c.pop("transcripts"):
+                f.write(json.dumps({"checkpoint": c["name"]} | t) + "\n")
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    with open(os.path.join(out_dir, "results.md"), "w") as f:
+        f.write(f"# {source}: {n_problems} problems\n\n" + report)
+    print(f"wrote {out_dir}/results.json, results.md, transcripts.jsonl")
 
 
 def main():
@@ -361,45 +407,11 @@ def main():
     results = {"source": source, "config": config,
                "problems": [{"type": group_of(p), "prompt": prompt_of(p),
                              "answer": p.answer if isinstance(p, Problem) else None} for p in problems],
-               "checkpoints": []}
-    for name, path in zip(checkpoint_names(paths), paths):
-        checkpoint = load_checkpoint(path, rt.device)
-        check_tokenizer(checkpoint["tokenizer"], meta["tokenizer"], path, os.path.join(data_dir, "meta.json"))
-        tok = get_tokenizer(checkpoint["tokenizer"])
-        model = model_from_checkpoint(checkpoint, rt.device)
-        new_tokens = fit_max_new_tokens(tok, [prompt_of(p) for p in problems], model.config.block_size,
-                                        max_new_tokens)
-        t0 = time.time()
-        r = evaluate_checkpoint(model, tok, problems, rt, new_tokens, batch_size, num_samples, temperature, top_k,
-                                top_p, meta.get("worked", True), n_transcripts, seed)
-        dt = time.time() - t0
-        r = {"name": name, "ckpt": path, "iter_num": checkpoint.get("iter_num"), "seconds": dt} | r
-        results["checkpoints"].append(r)
-        overall = r["metrics"].get("overall")
-        print(f"{name} ({path}, iter {r['iter_num']}): {len(problems)} problems in {dt:.1f}s"
-              + (f", accuracy {percent(overall['acc'], overall['ci'])}" if overall else ""))
-        if r["references_over_budget"]:
-            print(f"note: {r['references_over_budget']} reference completions are longer than max_new_tokens="
-                  f"{new_tokens} and cannot be produced in full; raise --max_new_tokens")
-        if show_transcripts:
-            print("\n".join(format_transcript(name, t) for t in r["transcripts"]))
-        del model, checkpoint
+               "checkpoints": [evaluate_path(name, path, problems, meta, rt)
+                               for name, path in zip(checkpoint_names(paths), paths)]}
     if len(paths) > 1:
         results["delta"] = paired_delta(results["checkpoints"][0], results["checkpoints"][-1], problems, seed)
-
-    has_graded = "overall" in results["checkpoints"][0]["metrics"]
-    report = ((markdown_table(results) + "\n\n") if has_graded else "") + metrics_table(results) + "\n"
-    print("\n" + report)
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "transcripts.jsonl"), "w") as f:
-        for c in results["checkpoints"]:
-            for t in c.pop("transcripts"):
-                f.write(json.dumps({"checkpoint": c["name"]} | t) + "\n")
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
-    with open(os.path.join(out_dir, "results.md"), "w") as f:
-        f.write(f"# {source}: {len(problems)} problems\n\n" + report)
-    print(f"wrote {out_dir}/results.json, results.md, transcripts.jsonl")
+    write_report(results, len(problems))
 
 
 if __name__ == "__main__":

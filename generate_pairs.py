@@ -23,8 +23,8 @@ from tqdm import tqdm
 
 from configurator import configure
 # only functions are imported by name: an imported string or tuple would become a config key
-from tasks import (completion, format_completion, is_correct, ood_task_digits, other_answers, sample_problems, solve,
-                   split_steps, validate_task_digits, worked_solution)
+from tasks import (completion, format_completion, has_canonical_format, is_correct, ood_task_digits, other_answers,
+                   sample_problems, solve, split_steps, validate_task_digits, worked_solution)
 from tokenizer import get_tokenizer
 
 # -----------------------------------------------------------------------------
@@ -51,6 +51,11 @@ held_out_max_share = 0.2     # test, val: at most this share of each digit-count
 worked = True                # completions with the <think> worked solution; False: the bare answer
 pairs_per_problem = 2        # preference pairs per training problem, each with the next negative kind in turn
 pair_format = 'pairs'        # 'pairs', or 'seed' to also write pairs_seed.jsonl
+# on-policy pairs: --policy=out/sft/ckpt.pt mines pairs from that model's own samples on the training prompts
+policy = ''
+policy_prompts = 4000        # training prompts to sample (a tenth as many validation prompts for pairs_onpolicy_val)
+policy_samples = 4           # completions per prompt
+policy_temperature = 1.0
 # -----------------------------------------------------------------------------
 
 
@@ -68,13 +73,16 @@ def rejected_completion(problem, kind, rng):
     """(kind, text) of a wrong completion. near_miss keeps the right worked solution and gives a wrong
     answer after it (the answer must follow the steps); corrupted_step gets one step wrong and carries
     the error through the later steps; wrong_operation works another operation on the same numbers
-    (it falls back to near_miss where every other operation gives the right answer too, as for 0+0)."""
+    (it falls back to near_miss where no other operation gives a wrong answer of similar length)."""
     if kind == "refusal":
         return kind, format_completion("Sorry, I do not know!")   # in the answer's place
     if kind == "wrong_operation":
-        ops = [op for op, a in other_answers(problem).items() if a != problem.answer]
-        if ops:
-            text, answer = solve(problem, op=rng.choice(ops))
+        # another operation's worked solution, at most twice as long as the right one: multiplying the
+        # operands of x+959=1824 would make a negative longer than the model's whole context
+        options = [solve(problem, op=op) for op, a in other_answers(problem).items() if a != problem.answer]
+        options = [(text, a) for text, a in options if len(text) <= 2 * len(worked_solution(problem))]
+        if options:
+            text, answer = rng.choice(options)
             return kind, format_completion(answer, text if worked else None)
         kind = "near_miss"
     if kind == "near_miss":
@@ -170,8 +178,47 @@ def sample_splits(rng):
     return {"train": train, "val": val, "test": test, "test_ood": test_ood}
 
 
+def mine_policy_pairs():
+    """pairs_onpolicy_{train,val}.jsonl: for every prompt where the policy got some sample wrong, one pair
+    whose rejected side is its own wrong completion and whose chosen side is its own right one (in the
+    canonical format), or the reference solution when it had none. These are the mistakes the model
+    actually makes, which is what DPO can fix; synthetic refusals mostly teach it not to refuse."""
+    import torch
+    from common import setup, load_checkpoint, model_from_checkpoint, check_tokenizer, read_jsonl, read_meta, complete
+    data_dir = os.path.join(out_root, name)
+    meta = read_meta(data_dir)
+    rt = setup("auto", "auto", seed)
+    ckpt = load_checkpoint(policy, rt.device)
+    check_tokenizer(ckpt["tokenizer"], meta["tokenizer"], policy, data_dir)
+    model, tok = model_from_checkpoint(ckpt, rt.device), get_tokenizer(meta["tokenizer"])
+    max_new_tokens = max(meta["max_completion_tokens"]["train"].values()) + 16  # room for a longer wrong answer
+    for split, n_prompts in (("train", policy_prompts), ("val", max(1, policy_prompts // 10))):
+        rows = read_jsonl(os.path.join(data_dir, f"sft_{split}.jsonl"), ("prompt", "completion", "A", "type"))
+        rows = random.Random(seed).sample(rows, min(n_prompts, len(rows)))
+        prompts = [r["prompt"] for r in rows for _ in range(policy_samples)]
+        samples, _ = complete(model, tok, prompts, rt, max_new_tokens, temperature=policy_temperature,
+                              generator=torch.Generator(rt.device).manual_seed(seed))
+        pairs, wrong_by_type = [], {}
+        for i, r in enumerate(rows):
+            group = samples[i * policy_samples:(i + 1) * policy_samples]
+            right = [s for s in group if is_correct(s, r["A"]) and has_canonical_format(s)]
+            wrong = [s for s in group if not is_correct(s, r["A"])]
+            wrong_by_type.setdefault(r["type"], []).append(len(wrong) / len(group))
+            if wrong:
+                pairs.append({"prompt": r["prompt"], "chosen": right[0] if right else r["completion"],
+                              "rejected": wrong[0], "Q": r["prompt"], "A": r["A"], "type": r["type"],
+                              "negative": "policy" if right else "policy_vs_reference"})
+        path = os.path.join(data_dir, f"pairs_onpolicy_{split}.jsonl")
+        write_jsonl(path, pairs)
+        rates = ", ".join(f"{t} {sum(v) / len(v):.1%}" for t, v in sorted(wrong_by_type.items()))
+        print(f"{split}: {len(pairs):,} pairs from {len(rows):,} prompts x {policy_samples} samples -> {path}")
+        print(f"  wrong samples per type at T={policy_temperature}: {rates}")
+
+
 def main():
     config = configure(globals())
+    if policy:
+        return mine_policy_pairs()
     tok = get_tokenizer(tokenizer)
     check_config(tok)
     rng = random.Random(seed)

@@ -15,6 +15,7 @@ import torch
 
 from common import setup, load_checkpoint, model_from_checkpoint
 from configurator import configure
+from eval import token_label
 from model import KVCache, sample_next
 from tasks import extract_answer, is_correct, parse_prompt
 from tokenizer import get_tokenizer
@@ -80,12 +81,31 @@ def complete_prompt(model, tok, text, rt, generator):
     for token_id, prob in stream(model, ids, room, temperature, top_k, top_p, tok.end_id, generator, rt.autocast):
         generated.append(token_id)
         piece = tok.decode_tokens([token_id])[0]
-        print(f" {piece}({token_id}, p={prob:.2f})" if show_tokens else piece, end="", flush=True)
+        print(" " + token_label(piece, token_id, prob) if show_tokens else piece, end="", flush=True)
     print()
     problem, completion = parse_prompt(text), tok.decode(generated)
     if problem:
         verdict = "right" if is_correct(completion, problem.answer) else f"wrong, the answer is {problem.answer}"
-        print(f"answer {extract_answer(completion)}: {verdict}")
+        answer = extract_answer(completion)
+        print(f"{'no answer' if answer is None else f'answer {answer}'}: {verdict}")
+
+
+def interactive(model, tok, rt, generator, banner):
+    """>>> prompts until quit or end of input; a bad prompt gets one line and the prompt again."""
+    print(banner)
+    while True:
+        try:
+            text = input(">>> ").strip()
+        except EOFError:
+            print()
+            return
+        if text == "quit":
+            return
+        error = prompt_error(tok, text, model.config.block_size)
+        if error:
+            print(error)
+            continue
+        complete_prompt(model, tok, text, rt, generator)
 
 
 def main():
@@ -95,33 +115,18 @@ def main():
     tok = get_tokenizer(checkpoint["tokenizer"])
     model = model_from_checkpoint(checkpoint, rt.device).eval()
     generator = torch.Generator(device=rt.device).manual_seed(seed)
-    block_size = model.config.block_size
-    if prompt:
-        prompts = [p.strip() for p in prompt.split("|")]
-        for p in prompts:
-            error = prompt_error(tok, p, block_size)
-            if error:
-                raise SystemExit(f"--prompt {p!r}: {error}")
+    prompts = [p.strip() for p in prompt.split("|")] if prompt else []
+    for p in prompts:
+        error = prompt_error(tok, p, model.config.block_size)
+        if error:
+            raise SystemExit(f"--prompt {p!r}: {error}")
+    try:
         for p in prompts:
             complete_prompt(model, tok, p, rt, generator)
-        return
-    print(f"{ckpt} (iter {checkpoint.get('iter_num')}): type a problem such as 17+19=? or 72-x=34, x=?; "
-          "quit or Ctrl-D to leave")
-    try:
-        while True:
-            try:
-                text = input(">>> ").strip()
-            except EOFError:
-                print()
-                return
-            if text == "quit":
-                return
-            error = prompt_error(tok, text, block_size)
-            if error:
-                print(error)
-                continue
-            complete_prompt(model, tok, text, rt, generator)
-    except KeyboardInterrupt:
+        if not prompts:
+            interactive(model, tok, rt, generator, f"{ckpt} (iter {checkpoint.get('iter_num')}): type a problem "
+                                                   "such as 17+19=? or 72-x=34, x=?; quit or Ctrl-D to leave")
+    except KeyboardInterrupt:   # Ctrl-C leaves quietly, in the middle of an answer too
         print()
 
 

@@ -129,10 +129,10 @@ def main():
         print(f"{raw_model.num_params() / 1e6:.2f}M parameters, {tokens_per_iter:,} tokens/iter, "
               f"device {rt.device} ({rt.dtype}), {rt.world_size} process(es)")
 
-    t0, t_start, resumed_at = time.time(), time.time(), iter_num if init_from == "resume" else None
+    t0, t_start = time.time(), time.time()
     while True:
         lr = get_lr(iter_num, learning_rate, min_lr, warmup_iters, decay_iters)
-        if (iter_num % eval_interval == 0 or iter_num == max_iters) and iter_num != resumed_at:
+        if (iter_num % eval_interval == 0 or iter_num == max_iters):
             if rt.master:
                 losses = estimate_loss(model, splits, rt)
                 print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")

@@ -124,10 +124,10 @@ def main():
         print(f"{len(train):,} training examples, {raw_model.num_params() / 1e6:.2f}M parameters, "
               f"pretraining val loss at start {start_pretrain_loss:.4f}")
 
-    t0, t_start, resumed_at = time.time(), time.time(), iter_num if resuming else None
+    t0, t_start = time.time(), time.time()
     while True:
         lr = get_lr(iter_num, learning_rate, min_lr, warmup_iters, decay_iters)
-        if rt.master and (iter_num % eval_interval == 0 or iter_num == max_iters) and iter_num != resumed_at:
+        if rt.master and (iter_num % eval_interval == 0 or iter_num == max_iters):
             losses = val_loss_by_type(raw_model, val, tok, block, rt)
             acc = greedy_accuracy(raw_model, tok, eval_problems, rt, max_new_tokens)
             forget = pretrain_val_loss(raw_model, val_stream, block, rt)

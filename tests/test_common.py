@@ -116,10 +116,13 @@ def test_read_jsonl_names_the_bad_line(tmp_path):
 def test_metrics_log_drops_rows_past_the_resumed_iteration(tmp_path):
     log = MetricsLog(str(tmp_path))
     for it in (10, 20, 30):
-        log.write(iter=it, loss=1.0)
-    MetricsLog(str(tmp_path), resume_iter=20).write(iter=25, loss=0.5)
+        log.write(iter=it, split="train", loss=1.0)
+        log.write(iter=it, split="eval", val_loss=1.0)
+    resumed = MetricsLog(str(tmp_path), resume_iter=20)
+    resumed.write(iter=20, split="eval", val_loss=0.5)  # the resumed run evaluates its first step again
     rows = [json.loads(line) for line in open(tmp_path / "log.jsonl")]
-    assert [r["iter"] for r in rows] == [10, 20, 25]
+    assert [(r["iter"], r["split"]) for r in rows] == [(10, "train"), (10, "eval"), (20, "train"), (20, "eval")]
+    assert rows[-1]["val_loss"] == 0.5
 
 
 def test_encode_completions_masks_prompt_and_padding():

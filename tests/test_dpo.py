@@ -1,5 +1,6 @@
 """DPO: the losses against /work/shared/reference/loss_vectors.md (hand-derived, cross-checked with TRL),
 the completion masking, and train_dpo.py end to end on a tiny random checkpoint."""
+import copy
 import importlib
 import json
 import math
@@ -11,11 +12,21 @@ import pytest
 import torch
 
 import train_dpo
-from common import checkpoint_payload, save_checkpoint
+from common import checkpoint_payload, model_from_checkpoint, save_checkpoint, setup
 from model import GPT, GPTConfig, token_logprobs
 from tasks import completion, format_completion, make_problem, worked_solution
 from train_dpo import completion_logps, dpo_loss
-from tokenizer import END
+from tokenizer import END, get_tokenizer
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # tiny models: syncing threads costs more than it saves, a hundred times more on a busy machine
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 
 BETA = 0.1
 PC, PR = torch.tensor([-10.0, -20.0]), torch.tensor([-12.0, -18.0])   # policy chosen, rejected
@@ -49,7 +60,8 @@ def test_hinge_loss_by_hand():
     # beta*delta = [0.15, -0.25]: relu(1 - 0.15) = 0.85, relu(1 + 0.25) = 1.25
     losses = loss("hinge")[0]
     assert losses.tolist() == pytest.approx([0.85, 1.25], abs=1e-6)
-    big_margin = dpo_loss(torch.tensor([0.0]), torch.tensor([-20.0]), torch.zeros(1), torch.zeros(1), BETA, "hinge")
+    big_margin = dpo_loss(torch.tensor([0.0]), torch.tensor([-20.0]), torch.zeros(1), torch.zeros(1), BETA,
+                          "hinge")
     assert big_margin[0].item() == 0.0   # beta*delta = 2 > 1: no gradient once the margin is reached
 
 
@@ -130,10 +142,9 @@ def write_jsonl(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-@pytest.fixture
-def data(tmp_path):
-    """A tiny dataset and a random tiny "SFT" checkpoint."""
-    d = tmp_path / "data"
+def make_data(root):
+    """A tiny dataset and a random tiny "SFT" checkpoint under root."""
+    d = root / "data"
     d.mkdir()
     (d / "meta.json").write_text(json.dumps({"tokenizer": "math", "vocab_size": 260}))
     write_jsonl(d / "pairs_train.jsonl", [pair_row(p) for p in problems(16, 0)])
@@ -144,26 +155,42 @@ def data(tmp_path):
     torch.manual_seed(0)
     model = GPT(GPTConfig(block_size=64, vocab_size=260, n_layer=2, n_head=2, n_embd=32))
     optimizer = model.configure_optimizers(0.0, 1e-3, (0.9, 0.99), "cpu")
-    save_checkpoint(str(tmp_path / "sft.pt"), **checkpoint_payload(model, optimizer, {}, 0, "math"))
-    return tmp_path
+    save_checkpoint(str(root / "sft.pt"), **checkpoint_payload(model, optimizer, {}, 0, "math"))
+    return root
 
 
-def run_dpo(monkeypatch, root, *overrides):
+@pytest.fixture
+def data(tmp_path):
+    return make_data(tmp_path)
+
+
+def run_dpo(monkeypatch, root, *overrides, out="out"):
+    """train_dpo.main() on root's data for 4 iterations; returns the rows of its log.jsonl."""
     importlib.reload(train_dpo)
-    args = [f"--data_dir={root / 'data'}", f"--init_from={root / 'sft.pt'}", f"--out_dir={root / 'out'}",
+    args = [f"--data_dir={root / 'data'}", f"--init_from={root / 'sft.pt'}", f"--out_dir={root / out}",
             "--device=cpu", "--batch_size=4", "--max_iters=4", "--eval_interval=2", "--log_interval=1",
-            "--n_val_pairs=6", "--n_eval_problems=4", "--max_new_tokens=8", "--warmup_iters=1"]
+            "--n_val_pairs=6", "--n_eval_problems=4", "--max_new_tokens=8", "--warmup_iters=1",
+            "--learning_rate=3e-3"]
     monkeypatch.setattr(sys, "argv", ["train_dpo.py", *args, *overrides])
     train_dpo.main()
-    return [json.loads(line) for line in open(root / "out" / "log.jsonl")]
+    return [json.loads(line) for line in open(root / out / "log.jsonl")]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """One uninterrupted 4-iteration run, shared by the tests that compare other runs with it."""
+    root = make_data(tmp_path_factory.mktemp("dpo"))
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        log = run_dpo(monkeypatch, root)
+    return root, log
 
 
 TRL_KEYS = {"loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
             "logps/chosen", "logps/rejected"}
 
 
-def test_end_to_end_logs_and_checkpoint(data, monkeypatch):
-    log = run_dpo(monkeypatch, data)
+def test_end_to_end_logs_and_checkpoint(straight):
+    root, log = straight
     train = [r for r in log if r["split"] == "train"]
     evals = [r for r in log if r["split"] == "eval"]
     assert [r["iter"] for r in train] == [1, 2, 3, 4] and [r["iter"] for r in evals] == [0, 2, 4]
@@ -171,43 +198,59 @@ def test_end_to_end_logs_and_checkpoint(data, monkeypatch):
     assert set(evals[0]["accuracy"]) == {"a_plus_b_q", "a_minus_b_q", "overall"}
     # step 0: the policy is the reference, so the loss is ln 2 and no pair is preferred yet
     assert evals[0]["loss"] == pytest.approx(math.log(2), abs=1e-6) and evals[0]["rewards/accuracies"] == 0.0
-    assert evals[-1]["rewards/margins"] > 0   # it learns to prefer the right answers
-    ckpt = torch.load(data / "out" / "ckpt.pt", weights_only=True)
+    ckpt = torch.load(root / "out" / "ckpt.pt", weights_only=True)
     assert ckpt["iter_num"] == 4 and ckpt["tokenizer"] == "math"
-    assert ckpt["reference_from"] == str(data / "sft.pt") and ckpt["config"]["beta"] == 0.1
+    assert ckpt["reference_from"] == str(root / "sft.pt") and ckpt["config"]["beta"] == 0.1
 
 
-def test_precomputed_reference_gives_the_same_run(data, monkeypatch):
-    frozen = run_dpo(monkeypatch, data)
-    shutil.rmtree(data / "out")
-    precomputed = run_dpo(monkeypatch, data, "--precompute_ref=True")
+def test_precomputed_reference_gives_the_same_run(straight, monkeypatch):
+    root, frozen = straight
+    precomputed = run_dpo(monkeypatch, root, "--precompute_ref=True", out="precomputed")
+    assert len(precomputed) == len(frozen)
     for a, b in zip(frozen, precomputed):
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-5), (a, b)
 
 
-def test_resume_continues_the_same_run(data, monkeypatch):
-    straight = run_dpo(monkeypatch, data, "--lr_decay_iters=4")
-    weights = torch.load(data / "out" / "ckpt.pt", weights_only=True)["model"]
-    shutil.rmtree(data / "out")
-    run_dpo(monkeypatch, data, "--lr_decay_iters=4", "--max_iters=2")
-    resumed = run_dpo(monkeypatch, data, "--lr_decay_iters=4", "--init_from=resume")
-    resumed_weights = torch.load(data / "out" / "ckpt.pt", weights_only=True)["model"]
+def test_resume_continues_the_same_run(straight, monkeypatch):
+    root, log = straight
+    run_dpo(monkeypatch, root, "--max_iters=2", "--lr_decay_iters=4", out="resumed")   # the same schedule
+    resumed = run_dpo(monkeypatch, root, "--init_from=resume", out="resumed")
+    weights = torch.load(root / "out" / "ckpt.pt", weights_only=True)["model"]
+    resumed_weights = torch.load(root / "resumed" / "ckpt.pt", weights_only=True)["model"]
     assert all(torch.allclose(weights[k], resumed_weights[k], atol=1e-6) for k in weights)
-    losses = {r["iter"]: r["loss"] for r in straight if r["split"] == "train"}
+    losses = {r["iter"]: r["loss"] for r in log if r["split"] == "train"}
     assert {r["iter"]: r["loss"] for r in resumed if r["split"] == "train"} == pytest.approx(losses, abs=1e-6)
 
 
-@pytest.mark.parametrize("loss_type", ["robust", "ipo", "hinge"])
-def test_other_losses_and_reference_free_run(data, monkeypatch, loss_type):
-    log = run_dpo(monkeypatch, data, f"--loss_type={loss_type}", "--reference_free=True", "--max_iters=1")
-    assert all(math.isfinite(r["loss"]) for r in log)
+def test_dpo_steps_teach_the_preference(data):
+    importlib.reload(train_dpo)   # the default beta and loss
+    rt = setup("cpu", "float32", 0)
+    model = model_from_checkpoint(torch.load(data / "sft.pt", weights_only=True), "cpu")
+    reference = copy.deepcopy(model).eval().requires_grad_(False)
+    tok = get_tokenizer("math")
+    pairs, _ = train_dpo.read_pairs(str(data / "data" / "pairs_train.jsonl"), tok, 64)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(20):
+        losses, metrics = train_dpo.dpo_batch(model, reference, "train", pairs, range(8), tok, 64, rt)
+        losses.mean().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert losses.mean().item() < 0.5 and metrics["rewards/accuracies"].mean().item() == 1.0
+
+
+def test_reference_free_ipo_run(data, monkeypatch):
+    log = run_dpo(monkeypatch, data, "--loss_type=ipo", "--reference_free=True", "--max_iters=1")
+    # with the reference's log-probs taken as 0 the rewards are the policy's own log-probs times beta
+    assert log[0]["rewards/chosen"] == pytest.approx(0.1 * log[0]["logps/chosen"], rel=1e-5)
 
 
 def test_seed_format(data, monkeypatch):
-    pairs, skipped = train_dpo.read_pairs(str(data / "data" / "pairs_seed.jsonl"), train_dpo.get_tokenizer("math"), 64)
+    path = data / "data" / "pairs_seed.jsonl"
+    pairs, skipped = train_dpo.read_pairs(str(path), get_tokenizer("math"), 64)
     prompt, chosen, rejected = pairs[0]
-    row = json.loads((data / "data" / "pairs_seed.jsonl").read_text().splitlines()[0])
-    assert prompt == row["Q"] and prompt + chosen == row["positive"] + END and prompt + rejected == row["negative"] + END
+    row = json.loads(path.read_text().splitlines()[0])
+    assert prompt == row["Q"] and chosen == row["positive"][len(prompt):] + END   # the format has no end marker
+    assert rejected == row["negative"][len(prompt):] + END
     assert len(pairs) == 16 and skipped == []
     log = run_dpo(monkeypatch, data, "--pairs_file=pairs_seed.jsonl", "--max_iters=2")
     assert [r["iter"] for r in log if r["split"] == "train"] == [1, 2]
@@ -225,6 +268,8 @@ BAD_ROWS = {
     "chosen == rejected": ({"prompt": "1+1=?", "chosen": "2" + END, "rejected": "2" + END}, "chosen == rejected"),
     "empty completion": ({"prompt": "1+1=?", "chosen": "2" + END, "rejected": ""}, "empty prompt or completion"),
     "no shared prefix": ({"positive": "1+1=? 2", "negative": "What? 3", "Q": "1+1=?"}, "must both start with Q"),
+    "seed format, empty": ({"positive": "1+1=?", "negative": "1+1=? 3", "Q": "1+1=?"},
+                           "empty prompt or completion"),
     "seed format without Q": ({"positive": "1+1=? 2", "negative": "1+1=? 3"}, "missing key(s) Q"),
     "no completions": ({"prompt": "1+1=?", "chosen": "2" + END}, "missing key(s) rejected"),
     "not a string": ({"prompt": "1+1=?", "chosen": 2, "rejected": "3"}, "must be strings"),
@@ -254,9 +299,10 @@ def test_resume_needs_a_dpo_checkpoint(data, monkeypatch):
         run_dpo(monkeypatch, data, "--init_from=resume")
 
 
-@pytest.mark.parametrize("override, message", [("--loss_type=kto", "loss_type='kto'"), ("--beta=0", "beta must be > 0"),
-                                               ("--label_smoothing=0.5", "label_smoothing must be in"),
-                                               ("--loss_type=ipo --label_smoothing=0.1", "label_smoothing applies")])
+@pytest.mark.parametrize("override, message", [
+    ("--loss_type=kto", "loss_type='kto'"), ("--beta=0", "beta must be > 0"),
+    ("--label_smoothing=0.5", "label_smoothing must be in"),
+    ("--loss_type=ipo --label_smoothing=0.1", "label_smoothing applies")])
 def test_bad_config_is_an_error(data, monkeypatch, override, message):
     with pytest.raises(SystemExit, match=message):
         run_dpo(monkeypatch, data, *override.split())

@@ -12,7 +12,7 @@ import torch
 
 from common import checkpoint_payload, save_checkpoint
 from model import GPT, GPTConfig, generate, token_logprobs
-from tasks import make_problem
+from tasks import Problem, completion, make_problem
 from tokenizer import get_tokenizer
 from train_grpo import (assemble, auto_weights, compute_advantages, draw_problems, grpo_loss, k3_kl)
 
@@ -119,6 +119,20 @@ def test_drawn_problems_avoid_held_out_prompts():
     assert {p.prompt for p in problems} <= allowed
 
 
+def test_reward_format_bonus_only_with_a_right_answer_and_truncation_penalty(monkeypatch):
+    module = importlib.import_module("train_grpo")
+    monkeypatch.setattr(module, "format_reward", 0.1)
+    monkeypatch.setattr(module, "truncated", "mask")
+    problem = make_problem("a_plus_b_q", random.Random(0), ((2, 2), (2, 2)))
+    canonical = completion(problem)
+    assert module.reward(problem, canonical, True) == pytest.approx(1.1)
+    assert module.reward(problem, f"The answer is {problem.answer}.<|end|>", True) == 1.0   # right, not canonical
+    assert module.reward(problem, completion(Problem(problem.type, problem.prompt, problem.answer + 1)), True) == 0
+    assert module.reward(problem, canonical[:-len("<|end|>")], False) == 1.0   # no <|end|>: right, not canonical
+    monkeypatch.setattr(module, "truncated", "penalize")
+    assert module.reward(problem, canonical[:-len("<|end|>")], False) == 0
+
+
 def test_auto_weights_favour_types_the_model_gets_wrong():
     weights = auto_weights({"a_plus_b_q": 1.0, "a_times_b_q": 0.25, "overall": 0.6}, 0.1)
     assert weights == pytest.approx({"a_plus_b_q": 0.1, "a_times_b_q": 0.85})
@@ -150,7 +164,9 @@ def run_grpo(monkeypatch, *args, patch=None):
     module = importlib.reload(importlib.import_module("train_grpo"))
     if patch:
         patch(module)
-    monkeypatch.setattr(sys, "argv", ["train_grpo.py", "config/grpo_tiny.py", "--device=cpu", *args])
+    # a random model never stops: short completions and a small eval keep each run to a second or two
+    monkeypatch.setattr(sys, "argv", ["train_grpo.py", "config/grpo_tiny.py", "--device=cpu", "--max_new_tokens=24",
+                                      "--n_eval_problems=14", *args])
     module.main()
     return module
 

@@ -1,0 +1,147 @@
+"""
+Throughput benchmark, printed as a Markdown table of ratios measured in one run (the machines are noisy:
+compare within a run, not across runs).
+
+    python bench.py                       # the small config's shape on this machine
+    python bench.py --n_layer=12 --n_embd=768 --n_head=12 --batch_size=8 --block_size=1024   # GPT-2 on a GPU
+
+Training: tokens/s of nanomath's model in fp32 and bf16 autocast, eager and compiled, against a baseline:
+the same shape written the obvious way (attention by hand with a materialised (T, T) mask, exact GELU,
+per-parameter AdamW, fp32, eager). Generation: the KV-cache engine against recomputing the whole prefix
+for every new token.
+"""
+import math
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from common import setup, peak_flops
+from configurator import configure
+from model import GPT, GPTConfig, generate
+
+batch_size = 64
+block_size = 128
+n_layer = 4
+n_head = 4
+n_embd = 128
+vocab_size = 260
+steps = 15                  # timed training steps per variant (after 3 warm-up steps)
+gen_batch_size = 64
+gen_tokens = 64
+compile_variants = True     # torch.compile adds a minute of compilation on a CPU
+device = "auto"
+
+
+class ObviousBlock(nn.Module):
+    """A transformer block as a first implementation writes it."""
+
+    def __init__(self, d, h, T):
+        super().__init__()
+        self.h = h
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.q, self.k, self.v, self.proj = (nn.Linear(d, d) for _ in range(4))
+        self.fc, self.out = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
+        self.register_buffer("mask", torch.tril(torch.ones(T, T)))
+
+    def forward(self, x):
+        B, T, C = x.shape
+        y = self.ln1(x)
+        q, k, v = (f(y).view(B, T, self.h, C // self.h).transpose(1, 2) for f in (self.q, self.k, self.v))
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(C // self.h)           # (B, h, T, T)
+        att = att.masked_fill(self.mask[:T, :T] == 0, float("-inf")).softmax(dim=-1)
+        x = x + self.proj((att @ v).transpose(1, 2).reshape(B, T, C))
+        return x + self.out(F.gelu(self.fc(self.ln2(x))))
+
+
+class ObviousGPT(nn.Module):
+    def __init__(self, V, T, L, H, d):
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(V, d), nn.Embedding(T, d)
+        self.blocks = nn.ModuleList([ObviousBlock(d, H, T) for _ in range(L)])
+        self.ln_f, self.head = nn.LayerNorm(d), nn.Linear(d, V, bias=False)
+
+    def forward(self, idx, targets):
+        x = self.wte(idx) + self.wpe(torch.arange(idx.size(1), device=idx.device))
+        for block in self.blocks:
+            x = block(x)
+        logits = self.head(self.ln_f(x))
+        return logits, F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+
+
+def time_training(model, optimizer, autocast, device):
+    x = torch.randint(0, vocab_size, (batch_size, block_size), device=device)
+    y = torch.randint(0, vocab_size, (batch_size, block_size), device=device)
+
+    def step():
+        with autocast:
+            _, loss = model(x, y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(3):
+        step()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return steps * batch_size * block_size / (time.perf_counter() - t0)
+
+
+def main():
+    configure(globals())
+    rt = setup(device, "float32")
+    dev = rt.device
+    print(f"device {dev}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"shape {n_layer}L x {n_embd}d x {n_head}h, batch {batch_size} x {block_size} tokens")
+    rows = []
+    torch.manual_seed(0)
+    baseline = ObviousGPT(vocab_size, block_size, n_layer, n_head, n_embd).to(dev)
+    opt = torch.optim.AdamW(baseline.parameters(), lr=1e-4, foreach=False)
+    base_tps = time_training(baseline, opt, torch.autocast(dev.split(":")[0], enabled=False), dev)
+    rows.append(("baseline: obvious GPT-2, fp32, eager", base_tps))
+
+    config = GPTConfig(block_size=block_size, vocab_size=vocab_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd)
+    variants = [(dt, c) for c in ((False, True) if compile_variants else (False,)) for dt in ("float32", "bfloat16")]
+    best = None
+    for dt, compiled in variants:
+        torch.manual_seed(0)
+        model = GPT(config).to(dev)
+        opt = model.configure_optimizers(0.1, 1e-4, (0.9, 0.99), rt.device_type)
+        run = torch.compile(model) if compiled else model
+        autocast = torch.autocast(rt.device_type, dtype=torch.bfloat16, enabled=dt == "bfloat16")
+        tps = time_training(run, opt, autocast, dev)
+        rows.append((f"nanomath, {dt}, {'compiled' if compiled else 'eager'}", tps))
+        best = max(best or (0, ""), (tps, rows[-1][0]))
+    print("\n| training | tokens/s | vs baseline |\n|---|---:|---:|")
+    for name, tps in rows:
+        print(f"| {name} | {tps:,.0f} | {tps / base_tps:.2f}x |")
+    peak = peak_flops(rt)
+    if peak:
+        model = GPT(config)
+        mfu = model.flops_per_token(block_size) * best[0] / peak
+        print(f"\nbest: {best[1]}, {model.num_params() / 1e6:.2f}M params, MFU {mfu:.1%} of "
+              f"{'the datasheet peak' if rt.device_type == 'cuda' else 'a measured fp32 1024x1024 matmul'} "
+              f"({peak / 1e12:.2f} TFLOP/s)")
+
+    torch.manual_seed(0)
+    model = GPT(config).to(dev).eval()
+    prompts = [[int(t) for t in torch.randint(0, vocab_size, (10,))] for _ in range(gen_batch_size)]
+    speeds = {}
+    for use_cache in (True, False):
+        generate(model, prompts[:2], 4, use_cache=use_cache)  # warm up
+        t0 = time.perf_counter()
+        generate(model, prompts, gen_tokens, use_cache=use_cache)
+        speeds[use_cache] = gen_batch_size * gen_tokens / (time.perf_counter() - t0)
+    print(f"\n| generation, batch {gen_batch_size}, {gen_tokens} new tokens | tokens/s | ratio |\n|---|---:|---:|")
+    print(f"| recompute the prefix every token | {speeds[False]:,.0f} | 1.00x |")
+    print(f"| KV cache | {speeds[True]:,.0f} | {speeds[True] / speeds[False]:.1f}x |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from common import checkpoint_payload, save_checkpoint
+from model import GPT, GPTConfig, generate
+from sample import prompt_error, stream
+from tokenizer import get_tokenizer
+
+ROOT = Path(__file__).resolve().parent.parent
+TOK = get_tokenizer("math")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}   # tiny models: more threads only contend
+
+
+def tiny_model(block_size=32):
+    torch.manual_seed(0)
+    return GPT(GPTConfig(block_size=block_size, vocab_size=TOK.vocab_size, n_layer=2, n_head=2, n_embd=32)).eval()
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sample") / "ckpt.pt"
+    model = tiny_model()
+    save_checkpoint(str(path), **checkpoint_payload(model, torch.optim.AdamW(model.parameters()), {}, 7, "math"))
+    return str(path)
+
+
+def run_sample(ckpt, *args, stdin=""):
+    return subprocess.run([sys.executable, "sample.py", f"--ckpt={ckpt}", "--device=cpu", "--max_new_tokens=6", *args],
+                          input=stdin, capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=60)
+
+
+def test_stream_matches_the_batched_engine():
+    model = tiny_model()
+    ids = TOK.encode("345+678=?")
+    streamed = list(stream(model, ids, 12))
+    reference = generate(model, [ids], 12, use_cache=False)   # recomputes the whole sequence every step
+    assert [t for t, _ in streamed] == reference.tokens[0].tolist()
+    assert [p for _, p in streamed] == pytest.approx(reference.logprobs[0].exp().tolist(), abs=1e-5)
+
+
+def test_stream_stops_at_the_stop_token():
+    model = tiny_model()
+    ids = TOK.encode("1+1=?")
+    first = next(stream(model, ids, 5))[0]
+    assert [t for t, _ in stream(model, ids, 5, stop_id=first)] == [first]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "empty prompt"),
+    ("what is 2+2", "unexpected character(s) 'ahistw'"),
+    ("1" * 40 + "+1=?", "prompt of 44 tokens leaves no room to answer: block_size is 32"),
+])
+def test_prompt_errors(text, message):
+    assert message in prompt_error(TOK, text, 32)
+
+
+def test_valid_prompts_pass():
+    for text in ("17+19=?", "72-x=34, x=?", "x*7=2415, x=?", "12-x=-333, x=?"):
+        assert prompt_error(TOK, text, 32) is None
+
+
+def test_interactive_session(ckpt):
+    r = run_sample(ckpt, stdin="17+19=?\nhello\n\n" + "9" * 40 + "+1=?\n72-x=34, x=?\nquit\n")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "(iter 7)" in out
+    assert "unexpected character(s) 'ehlo'" in out and "empty prompt" in out and "leaves no room" in out
+    assert "17+19=?" in out and "72-x=34, x=?" in out
+    assert "the answer is 36" in out or "right" in out   # a random model is wrong, and told so
+    assert out.count(">>> ") == 6                        # asked again after every line, bad ones included
+
+
+def test_ctrl_d_exits_cleanly(ckpt):
+    r = run_sample(ckpt, stdin="17+19=?\n")
+    assert r.returncode == 0 and r.stdout.count(">>> ") == 2 and not r.stderr
+
+
+def test_ctrl_c_exits_cleanly(ckpt):
+    p = subprocess.Popen([sys.executable, "sample.py", f"--ckpt={ckpt}", "--device=cpu"], cwd=ROOT, env=ENV,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p.stdout.readline()                                   # the banner: the prompt loop is running
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0 and "Traceback" not in err
+
+
+def test_prompts_from_the_command_line_with_tokens(ckpt):
+    r = run_sample(ckpt, "--prompt=17+19=?|3*4=?", "--show_tokens=True", "--temperature=0.8")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("17+19=? ") and lines[2].startswith("3*4=? ")
+    assert len(re.findall(r"\(\d+, p=\d\.\d\d\)", lines[0])) == 6    # max_new_tokens tokens, none an <|end|>
+    assert "the answer is 36" in lines[1] and "the answer is 12" in lines[3]
+
+
+def test_bad_command_line_prompt_is_a_one_line_error(ckpt):
+    r = run_sample(ckpt, "--prompt=17+19=?|17+a")
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.strip() == ("--prompt '17+a': unexpected character(s) 'a': prompts use digits, "
+                                "+ - * / = ? , x and spaces, e.g. 17+19=?")
+
+
+def test_missing_checkpoint(tmp_path):
+    r = run_sample(tmp_path / "nope.pt")
+    assert r.returncode == 1 and r.stderr.strip().startswith("checkpoint not found:")
