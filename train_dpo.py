@@ -18,7 +18,6 @@ import copy
 import os
 import time
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -30,6 +29,7 @@ from common import (setup, wrap_model, teardown, sync_context, check_grad_accum,
 from configurator import configure
 from model import token_logprobs
 from tasks import problem_from_row
+from train_pretrain import batch_rng
 
 # -----------------------------------------------------------------------------
 # defaults: the small laptop run (config/dpo_small.py says the same); config/*.py and --key=value override them
@@ -339,8 +339,7 @@ def main():
 
         t0, batches = time.time(), []
         for micro_step in range(accum):
-            # batches depend only on (seed, rank, iteration): a resumed run sees the batches it would have
-            rng = np.random.default_rng([seed, rt.rank, iter_num, micro_step])
+            rng = batch_rng(seed, iter_num, rt.rank * accum + micro_step)  # resumes retrace the same batches
             ix = rng.integers(0, len(train_pairs), size=batch_size)
             with sync_context(model, micro_step, accum):
                 losses, metrics = dpo_batch(model, reference, "train", train_pairs, ix, tok, block_size, rt)

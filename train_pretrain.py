@@ -16,6 +16,7 @@ from common import (setup, wrap_model, teardown, sync_context, check_grad_accum,
                     MetricsLog, read_meta)
 from configurator import configure
 from model import GPT, GPTConfig
+from tokenizer import get_tokenizer
 
 # -----------------------------------------------------------------------------
 # defaults: a ~1M-parameter model for a laptop CPU; config/*.py and --key=value override them
@@ -66,9 +67,16 @@ def scratch_config(vocab_size):
                      mlp=mlp, qk_norm=qk_norm, tie_embeddings=tie_embeddings)
 
 
-def get_batch(data, batch_size, block_size, rng, device):
-    """Random windows of block_size+1 tokens; y is x shifted by one."""
-    ix = rng.integers(0, len(data) - block_size - 1, size=batch_size)
+def document_starts(data, eot_id, block_size):
+    """Offsets where a document (one worked problem) begins and a whole window still fits."""
+    starts = np.concatenate([[0], np.flatnonzero(np.asarray(data) == eot_id) + 1])
+    return starts[starts + block_size + 1 <= len(data)]
+
+
+def get_batch(data, starts, batch_size, block_size, rng, device):
+    """Windows of block_size+1 tokens that begin at a document start; y is x shifted by one. A window
+    that began mid-problem would spend its first tokens on an answer whose prompt it cannot see."""
+    ix = rng.choice(starts, size=batch_size)
     xy = torch.from_numpy(np.stack([data[i:i + block_size + 1] for i in ix]).astype(np.int64))
     return xy[:, :-1].to(device), xy[:, 1:].to(device)
 
@@ -83,10 +91,10 @@ def batch_rng(seed, iter_num, micro_batch):
 def estimate_loss(model, splits, rt):
     model.eval()
     out = {}
-    for name, data in splits.items():
+    for name, (data, starts) in splits.items():
         losses = []
         for k in range(eval_iters):
-            x, y = get_batch(data, batch_size, block_size, np.random.default_rng([seed, 99, k]), rt.device)
+            x, y = get_batch(data, starts, batch_size, block_size, np.random.default_rng([seed, 99, k]), rt.device)
             with rt.autocast:
                 _, loss = model(x, y)
             losses.append(loss.item())
@@ -100,7 +108,11 @@ def main():
     rt = setup(device, dtype, seed)
     accum = check_grad_accum(gradient_accumulation_steps, rt)
     meta = read_meta(data_dir)
-    splits = {s: np.memmap(os.path.join(data_dir, f"{s}.bin"), dtype=np.uint16, mode="r") for s in ("train", "val")}
+    eot_id = get_tokenizer(meta["tokenizer"]).eot_id
+    splits = {}
+    for split in ("train", "val"):
+        data = np.memmap(os.path.join(data_dir, f"{split}.bin"), dtype=np.uint16, mode="r")
+        splits[split] = (data, document_starts(data, eot_id, block_size))
     tokens_per_iter = accum * rt.world_size * batch_size * block_size
     decay_iters = lr_decay_iters or max_iters
 
@@ -147,7 +159,7 @@ def main():
             break
 
         for micro_step in range(accum):
-            x, y = get_batch(splits["train"], batch_size, block_size,
+            x, y = get_batch(*splits["train"], batch_size, block_size,
                              batch_rng(seed, iter_num, rt.rank * accum + micro_step), rt.device)
             with sync_context(model, micro_step, accum), rt.autocast:
                 _, loss = model(x, y)

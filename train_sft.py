@@ -20,7 +20,7 @@ from configurator import configure
 from model import GPT
 from tasks import problem_from_row
 from tokenizer import get_tokenizer
-from train_pretrain import get_batch, batch_rng, scratch_config
+from train_pretrain import get_batch, batch_rng, document_starts, scratch_config
 
 # -----------------------------------------------------------------------------
 out_dir = "out/sft"
@@ -78,12 +78,12 @@ def val_loss_by_type(model, examples, tok, block_size, rt):
 
 
 @torch.no_grad()
-def pretrain_val_loss(model, val_data, block_size, rt, n_batches=10):
+def pretrain_val_loss(model, val_stream, block_size, rt, n_batches=10):
     """Loss on the pretraining stream: tracked so a fine-tuning run that forgets it gets noticed."""
     model.eval()
     losses = []
     for k in range(n_batches):
-        x, y = get_batch(val_data, 32, block_size, np.random.default_rng([seed, 7, k]), rt.device)
+        x, y = get_batch(*val_stream, 32, block_size, np.random.default_rng([seed, 7, k]), rt.device)
         with rt.autocast:
             losses.append(model(x, y)[1].item())
     model.train()
@@ -99,7 +99,7 @@ def main():
     train = read_jsonl(os.path.join(data_dir, "sft_train.jsonl"), ("prompt", "completion"))
     val = read_jsonl(os.path.join(data_dir, "sft_val.jsonl"), ("prompt", "completion", "Q", "A", "type"))
     eval_problems = [problem_from_row(r) for r in val[:n_eval_problems]]
-    val_stream = np.memmap(os.path.join(data_dir, "val.bin"), dtype=np.uint16, mode="r")
+    val_data = np.memmap(os.path.join(data_dir, "val.bin"), dtype=np.uint16, mode="r")
 
     iter_num, resuming = 0, init_from == "resume"
     if init_from == "scratch":
@@ -110,6 +110,7 @@ def main():
         model, ckpt, resuming = start_model(init_from, out_dir, rt, dropout)
         check_tokenizer(ckpt["tokenizer"], meta["tokenizer"], init_from, data_dir)
     block = model.config.block_size
+    val_stream = (val_data, document_starts(val_data, tok.eot_id, block))
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), rt.device_type)
     if resuming:
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -118,6 +119,7 @@ def main():
     log = MetricsLog(out_dir, resume_iter=iter_num if resuming else None) if rt.master else None
     decay_iters = lr_decay_iters or max_iters
     start_pretrain_loss = ckpt.get("start_pretrain_loss") if resuming else None
+    tokens_seen = ckpt["tokens_seen"] if resuming else 0  # completion tokens trained on, across ranks
     if start_pretrain_loss is None:
         start_pretrain_loss = pretrain_val_loss(raw_model, val_stream, block, rt)
     if rt.master:
@@ -143,13 +145,15 @@ def main():
             if iter_num > 0:
                 save_checkpoint(os.path.join(out_dir, "ckpt.pt"),
                                 **checkpoint_payload(raw_model, optimizer, config, iter_num, meta["tokenizer"],
-                                                     start_pretrain_loss=start_pretrain_loss, accuracy=acc))
+                                                     start_pretrain_loss=start_pretrain_loss, accuracy=acc,
+                                                     tokens_seen=tokens_seen))
         if iter_num >= max_iters:
             break
 
         for micro_step in range(accum):
             rng = batch_rng(seed, iter_num, rt.rank * accum + micro_step)
             x, y = sft_batch(train, rng.integers(0, len(train), size=batch_size), tok, block, rt.device)
+            tokens_seen += int((y != -1).sum()) * rt.world_size
             with sync_context(model, micro_step, accum), rt.autocast:
                 logits, _ = model(x)
                 loss = F.cross_entropy(logits.float().transpose(1, 2), y, ignore_index=-1) / accum
