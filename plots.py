@@ -5,7 +5,7 @@ matplotlib Figure made without pyplot, so nothing global changes: a notebook dis
 card saves it.
 
     from plots import save_report_plots
-    save_report_plots("out", "out/report")   # loss_curves.png, stage_accuracy.png, dpo.png, grpo.png
+    save_report_plots("out", "plots")   # loss_curves.png, stage_accuracy(_ood).png, dpo.png, grpo.png
 
 The last section finds the outputs the notebooks show: the speedrun's, or a tiny pipeline trained on the
 spot in well under a minute (always, with NANOMATH_TINY=1).
@@ -54,15 +54,12 @@ def mean_loss(value):
 
 def results_list(results):
     """eval.py results as a list of dicts, from a dict, the path of a results.json, or a list of either."""
-    items = results if isinstance(results, (list, tuple)) else [results]
-    loaded = []
-    for item in items:
+    def load(item):
         if isinstance(item, dict):
-            loaded.append(item)
-        else:
-            with open(item) as f:
-                loaded.append(json.load(f))
-    return loaded
+            return item
+        with open(item) as f:
+            return json.load(f)
+    return [load(item) for item in (results if isinstance(results, (list, tuple)) else [results])]
 
 
 def plot_metric(ax, rows, key, label, **style):
@@ -70,6 +67,13 @@ def plot_metric(ax, rows, key, label, **style):
     rows = [r for r in rows if key in r]
     if rows:
         ax.plot([r["iter"] for r in rows], [r[key] for r in rows], label=label, **style)
+
+
+def plot_overall_accuracy(ax, rows):
+    """Greedy accuracy on held-out problems, overall, at every eval row that logs it."""
+    rows = [r for r in rows if "accuracy" in r]
+    ax.plot([r["iter"] for r in rows], [r["accuracy"]["overall"] for r in rows], color="black", marker="o")
+    ax.set(title="greedy accuracy, held-out problems", xlabel="iteration", ylim=(-0.03, 1.03))
 
 
 def new_figure(n_rows, n_cols, width, height):
@@ -232,19 +236,16 @@ def dpo_curves(out_dir):
         ax.set(title=title, xlabel="iteration")
         ax.legend(fontsize=7)
     axes[0, 1].axhline(0, color="grey", linewidth=0.8)
-    ax = axes[1, 2]
-    evals = [r for r in evals if "accuracy" in r]
-    ax.plot([r["iter"] for r in evals], [r["accuracy"]["overall"] for r in evals], color="black", marker="o")
-    ax.set(title="greedy accuracy, held-out problems", xlabel="iteration", ylim=(-0.03, 1.03))
+    plot_overall_accuracy(axes[1, 2], evals)
     return fig
 
 
 def grpo_curves(out_dir):
     """train_grpo.py's rollout statistics per step: reward mean +- std, the share of groups whose rewards are
-    all equal (no gradient) and of those dynamic sampling dropped, the k3 KL to the reference (0 when
-    beta=0), the policy's entropy, completion lengths, and greedy accuracy on held-out problems."""
+    all equal (no gradient) and of those dynamic sampling dropped, the k3 KL to the reference (logged only
+    when beta > 0), the policy's entropy, completion lengths, and greedy accuracy on held-out problems."""
     rows = read_log(out_dir)
-    train, evals = split_rows(rows, "train", "reward_mean"), split_rows(rows, "eval", "accuracy")
+    train, evals = split_rows(rows, "train", "reward_mean"), split_rows(rows, "eval")
     fig, axes = new_figure(2, 3, 4.2, 3.2)
     iters = np.array([r["iter"] for r in train])
     mean, std = np.array([r["reward_mean"] for r in train]), np.array([r["reward_std"] for r in train])
@@ -258,24 +259,25 @@ def grpo_curves(out_dir):
     plot_metric(ax, train, "dropped_frac", "dropped by dynamic sampling", linestyle="--")
     ax.set(title="zero-variance groups", xlabel="iteration", ylim=(-0.03, 1.03))
     ax.legend(fontsize=7)
-    for ax, key, title in ((axes[0, 2], "kl", "KL to the reference (k3; 0 if beta=0)"), (axes[1, 0], "entropy", "entropy")):
+    for ax, key, title in ((axes[0, 2], "kl", "KL to the reference (k3)"), (axes[1, 0], "entropy", "entropy")):
         plot_metric(ax, train, key, key)
         ax.set(title=title, xlabel="iteration")
+    if not any("kl" in r for r in train):
+        axes[0, 2].text(0.5, 0.5, "not logged: beta = 0,\nso there is no reference", ha="center", va="center",
+                        transform=axes[0, 2].transAxes)
     ax = axes[1, 1]
     plot_metric(ax, train, "length_mean", "mean")
     plot_metric(ax, train, "length_max", "max", linestyle="--")
     ax.set(title="completion length (tokens)", xlabel="iteration")
     ax.legend(fontsize=7)
-    ax = axes[1, 2]
-    ax.plot([r["iter"] for r in evals], [r["accuracy"]["overall"] for r in evals], color="black", marker="o")
-    ax.set(title="greedy accuracy, held-out problems", xlabel="iteration", ylim=(-0.03, 1.03))
+    plot_overall_accuracy(axes[1, 2], evals)
     return fig
 
 # -----------------------------------------------------------------------------
 # evaluation
 
 
-def stage_accuracy_bars(results):
+def stage_accuracy_bars(results, title="greedy exact match with 95% CI"):
     """Greedy accuracy per task type and overall, a bar per checkpoint, with eval.py's 95% bootstrap CIs as
     whiskers. results: eval.py's results dict, the path of its results.json, or a list of either."""
     checkpoints = [c for r in results_list(results) for c in r["checkpoints"]]
@@ -289,7 +291,7 @@ def stage_accuracy_bars(results):
         whiskers = np.array([[a - m["ci"][0], m["ci"][1] - a] for a, m in zip(acc, metrics)]).T   # (2, groups)
         ax.bar(np.arange(len(groups)) + k * width, acc, width, yerr=whiskers, capsize=2, label=c["name"])
     ax.set_xticks(np.arange(len(groups)) + 0.4 - width / 2, groups, rotation=30, ha="right")
-    ax.set(title="greedy exact match with 95% CI", ylabel="accuracy", ylim=(0, 1.05))
+    ax.set(title=title, ylabel="accuracy", ylim=(0, 1.05))
     ax.legend(fontsize=8)
     return fig
 
@@ -304,8 +306,9 @@ def transcript_html(tokens, title=""):
         p = float(np.exp(t["logprob"]))
         r, g, b, _ = cmap(p)
         text = html.escape(t["text"]).replace(" ", "&nbsp;") or "&nbsp;"
-        cells.append(f'<span title="id {t["id"]}, p={p:.3f}" style="display:inline-block; text-align:center; '
-                     f'background:rgba({255 * r:.0f},{255 * g:.0f},{255 * b:.0f},0.6); margin:1px; padding:1px 3px; border-radius:3px">'
+        style = (f"display:inline-block; text-align:center; margin:1px; padding:1px 3px; border-radius:3px; "
+                 f"background:rgba({255 * r:.0f},{255 * g:.0f},{255 * b:.0f},0.6)")
+        cells.append(f'<span title="id {t["id"]}, p={p:.3f}" style="{style}">'
                      f'{text}<br><span style="font-size:65%">{t["id"]}<br>{p:.2f}</span></span>')
     heading = f'<div style="font-weight:bold">{html.escape(title)}</div>' if title else ""
     return f'<div style="font-family:monospace; color:black; margin-bottom:8px">{heading}{"".join(cells)}</div>'
@@ -347,9 +350,9 @@ def error_kinds(results):
 
 
 def save_report_plots(out_root, plots_dir):
-    """loss_curves.png, stage_accuracy.png, dpo.png and grpo.png in plots_dir from the runs under out_root
-    (pretrain, sft, dpo, grpo with their log.jsonl; eval/results.json); a plot whose runs are missing is
-    skipped. Returns the paths written."""
+    """loss_curves.png, stage_accuracy.png, stage_accuracy_ood.png, dpo.png and grpo.png in plots_dir from the
+    runs under out_root (pretrain, sft, dpo, grpo with their log.jsonl; eval/ and eval_ood/ with results.json);
+    a plot whose runs are missing is skipped. Returns the paths written."""
     def has_log(stage):
         path = os.path.join(out_root, stage, "log.jsonl")
         return os.path.exists(path) and os.path.getsize(path) > 0
@@ -358,9 +361,11 @@ def save_report_plots(out_root, plots_dir):
     loss_runs = {s: os.path.join(out_root, s) for s in ("pretrain", "sft") if has_log(s)}
     if loss_runs:
         figures["loss_curves.png"] = loss_curves(loss_runs)
-    results = os.path.join(out_root, "eval", "results.json")
-    if os.path.exists(results):
-        figures["stage_accuracy.png"] = stage_accuracy_bars(results)
+    for name, eval_dir, title in (("stage_accuracy.png", "eval", "test"),
+                                  ("stage_accuracy_ood.png", "eval_ood", "test_ood: longer operands")):
+        results = os.path.join(out_root, eval_dir, "results.json")
+        if os.path.exists(results):
+            figures[name] = stage_accuracy_bars(results, f"greedy exact match with 95% CI, {title}")
     for stage, plot in (("dpo", dpo_curves), ("grpo", grpo_curves)):
         if has_log(stage):
             figures[f"{stage}.png"] = plot(os.path.join(out_root, stage))
@@ -408,52 +413,51 @@ def run(script, *args, threads=None):
 
 
 def tiny_commands(root):
-    """{stage: (the stage it starts from, the command that makes it)} of the tiny pipeline under root:
-    a 0.1M-parameter model (2 layers, width 64) on config/data_tiny.py, on the CPU. A stage trains into
-    out/<stage>.partial, renamed when it is done, so an interrupted run is never taken for a finished one
-    (generate_pairs.py writes meta.json last, which does the same for the data)."""
-    data, out = os.path.join(root, "data", "tiny"), os.path.join(root, "out")
-    dirs = [f"--data_dir={data}", "--device=cpu"]
+    """{stage: (the stage it starts from, its command but for --out_dir)} of the tiny pipeline under root:
+    a 0.1M-parameter model (2 layers, width 64) on config/data_tiny.py, on the CPU."""
+    out = os.path.join(root, "out")
+    common = [f"--data_dir={os.path.join(root, 'data', 'tiny')}", "--device=cpu"]
     return {
-        "data": (None, ["generate_pairs.py", "config/data_tiny.py", f"--out_root={root}/data"]),
-        "pretrain": ("data", ["train_pretrain.py", *dirs, f"--out_dir={out}/pretrain.partial", "--n_layer=2", "--n_head=2",
-                              "--n_embd=64", "--block_size=96", "--batch_size=16", "--max_iters=300",
-                              "--eval_interval=50", "--eval_iters=4", "--log_interval=10", "--warmup_iters=10"]),
-        "sft": ("pretrain", ["train_sft.py", *dirs, f"--out_dir={out}/sft.partial", f"--init_from={out}/pretrain/ckpt.pt",
-                             "--batch_size=16", "--max_iters=200", "--eval_interval=50", "--log_interval=10",
-                             "--n_eval_problems=70", "--max_new_tokens=64", "--warmup_iters=10"]),
-        "dpo": ("sft", ["train_dpo.py", "config/dpo_tiny.py", *dirs, f"--out_dir={out}/dpo.partial",
-                        f"--init_from={out}/sft/ckpt.pt", "--max_iters=40", "--eval_interval=20", "--log_interval=2"]),
+        "pretrain": (None, ["train_pretrain.py", *common, "--n_layer=2", "--n_head=2", "--n_embd=64", "--block_size=96",
+                            "--batch_size=16", "--max_iters=300", "--eval_interval=50", "--eval_iters=4",
+                            "--log_interval=10", "--warmup_iters=10"]),
+        "sft": ("pretrain", ["train_sft.py", *common, f"--init_from={out}/pretrain/ckpt.pt", "--batch_size=16",
+                             "--max_iters=200", "--eval_interval=50", "--log_interval=10", "--n_eval_problems=70",
+                             "--max_new_tokens=64", "--warmup_iters=10"]),
+        "dpo": ("sft", ["train_dpo.py", "config/dpo_tiny.py", *common, f"--init_from={out}/sft/ckpt.pt",
+                        "--max_iters=40", "--eval_interval=20", "--log_interval=2"]),
         # a tiny model gets nearly every answer wrong: dynamic sampling would find no group to keep
-        "grpo": ("sft", ["train_grpo.py", "config/grpo_tiny.py", *dirs, f"--out_dir={out}/grpo.partial",
-                         f"--init_from={out}/sft/ckpt.pt", "--dynamic_sampling=False", "--max_iters=10",
-                         "--eval_interval=5"]),
+        "grpo": ("sft", ["train_grpo.py", "config/grpo_tiny.py", *common, f"--init_from={out}/sft/ckpt.pt",
+                         "--dynamic_sampling=False", "--max_iters=10", "--eval_interval=5"]),
     }
 
 
 def outputs(*stages):
     """{"data": data_dir, "out": out root, stage: out_dir, ...} for the stages asked for. The speedrun's when
     data/small and every one of their checkpoints exist (and NANOMATH_TINY is not set); otherwise the tiny
-    pipeline's under workdir(), whose missing stages (and the stages they start from) are trained now."""
+    pipeline's under workdir(), whose missing stages (and the stages they start from) are made now. A stage
+    trains into out/<stage>.partial, renamed when it is done, so that an interrupted run is never taken for a
+    finished one (generate_pairs.py writes meta.json last, which does the same for the data)."""
     small = os.path.join(ROOT, "data", "small")
     if not tiny_mode() and os.path.exists(os.path.join(small, "meta.json")) and set(stages) <= set(speedrun_stages()):
         out = os.path.join(ROOT, "out")
         return {"data": small, "out": out} | {s: os.path.join(out, s) for s in stages}
     root = workdir()
     data, out = os.path.join(root, "data", "tiny"), os.path.join(root, "out")
+    if not os.path.exists(os.path.join(data, "meta.json")):
+        run("generate_pairs.py", "config/data_tiny.py", f"--out_root={os.path.dirname(data)}", threads=1)
     commands = tiny_commands(root)
 
     def make(stage):
         start, command = commands[stage]
         if start:
             make(start)
-        if stage == "data" and not os.path.exists(os.path.join(data, "meta.json")):
-            run(*command, threads=1)
-        elif stage != "data" and not os.path.exists(os.path.join(out, stage, "ckpt.pt")):
-            run(*command, threads=1)
+        if not os.path.exists(os.path.join(out, stage, "ckpt.pt")):
+            partial = os.path.join(out, f"{stage}.partial")
+            run(*command, f"--out_dir={partial}", threads=1)
             shutil.rmtree(os.path.join(out, stage), ignore_errors=True)
-            os.replace(os.path.join(out, f"{stage}.partial"), os.path.join(out, stage))
+            os.replace(partial, os.path.join(out, stage))
             print(f"  renamed {stage}.partial to {os.path.join(out, stage)}")
-    for stage in ("data", *stages):
+    for stage in stages:
         make(stage)
     return {"data": data, "out": out} | {s: os.path.join(out, s) for s in stages}

@@ -96,8 +96,8 @@ entropy_coef_start = 0.0
 entropy_coef_end = 0.0
 # AdamW and its schedule (min_lr = learning_rate gives a constant rate)
 max_iters = 150
-learning_rate = 3e-5
-min_lr = 3e-6
+learning_rate = 5e-5
+min_lr = 5e-6
 warmup_iters = 10
 lr_decay_iters = 0                   # 0 means max_iters
 weight_decay = 0.0
@@ -137,6 +137,7 @@ def k3_kl(logps, ref_logps):
 
 
 def masked_mean(x, mask):
+    """Mean of x over the True entries of mask; 0 when there are none (every completion masked out)."""
     return (x * mask).sum() / mask.sum().clamp(min=1)
 
 
@@ -144,9 +145,9 @@ def grpo_loss(logps, old_logps, ref_logps, advantages, completion_mask, loss_typ
               beta, max_len=None):
     """The clipped surrogate plus beta * k3 KL. logps (with grad), old_logps, ref_logps (None: no KL term) and
     completion_mask are (B, T), per sampled token; advantages (B,). max_len is dr_grpo's constant (default T).
-    Returns the loss and metrics: kl (mean k3 over completion tokens), clip_low / clip_high / clip_any
-    (shares of completion tokens whose ratio the clip cut below 1 - epsilon_low with A < 0, above
-    1 + epsilon_high with A > 0, either)."""
+    Returns the loss and metrics: kl (mean k3 over completion tokens; only with a reference), clip_low,
+    clip_high, clip_any (shares of completion tokens whose ratio the clip cut: below 1 - epsilon_low with
+    A < 0, above 1 + epsilon_high with A > 0, either)."""
     mask = completion_mask.to(logps.dtype)
     ratio = torch.exp(logps - old_logps)                                  # (B, T)
     adv = advantages[:, None]                                             # (B, 1)
@@ -167,9 +168,10 @@ def grpo_loss(logps, old_logps, ref_logps, advantages, completion_mask, loss_typ
     with torch.no_grad():
         low = (ratio < 1 - epsilon_low) & (adv < 0)
         high = (ratio > 1 + epsilon_high) & (adv > 0)
-        metrics = {"kl": masked_mean(kl, mask).item() if kl is not None else 0.0,
-                   "clip_low": masked_mean(low, mask).item(), "clip_high": masked_mean(high, mask).item(),
+        metrics = {"clip_low": masked_mean(low, mask).item(), "clip_high": masked_mean(high, mask).item(),
                    "clip_any": masked_mean(low | high, mask).item()}
+        if kl is not None:
+            metrics["kl"] = masked_mean(kl, mask).item()
     return loss, metrics
 
 
@@ -312,8 +314,10 @@ def check_filled(n_groups, mean_reward, rt):
 
 def assemble(rows, device):
     """Right-padded prompt+completion rows, so that a plain causal forward sees every token at the position
-    and with the context it had when it was sampled. Returns idx (B, T), the completion mask and the
-    sampling-time log-probs, both (B, T-1) and aligned with token_logprobs' output (entry t scores token t+1)."""
+    and with the context it had when it was sampled. Built from the token ids, not from text as
+    common.encode_completions does: a sampled token sequence need not survive decode + encode.
+    Returns idx (B, T), the completion mask and the sampling-time log-probs, both (B, T-1) and aligned
+    with token_logprobs' output (entry t scores token t+1)."""
     B = len(rows["prompts"])
     T = max(len(p) + len(c) for p, c in zip(rows["prompts"], rows["completions"]))
     idx = torch.zeros(B, T, dtype=torch.long)
@@ -446,8 +450,9 @@ def main():
                        truncated_frac=1 - float(np.mean(stats["stopped"])),
                        sample_tokens_per_s=sum(stats["lengths"]) / stats["seconds"],
                        sample_share=stats["seconds"] / dt, entropy_coef=entropy_coef)
+            kl_text = f"kl {metrics['kl']:.4f}, " if "kl" in metrics else ""
             print(f"iter {iter_num}: reward {row['reward_mean']:.3f}, zero-std {row['zero_std_frac']:.2f}, "
-                  f"dropped {row['dropped_frac']:.2f}, loss {metrics['loss']:.4f}, kl {metrics['kl']:.4f}, "
+                  f"dropped {row['dropped_frac']:.2f}, loss {metrics['loss']:.4f}, {kl_text}"
                   f"entropy {metrics['entropy']:.3f}, clip {metrics['clip_low']:.3f}/{metrics['clip_high']:.3f}, "
                   f"len {row['length_mean']:.1f}/{row['length_max']} (truncated {row['truncated_frac']:.2f}), "
                   f"time {dt * 1000:.0f}ms ({row['sample_share'] * 100:.0f}% sampling, "

@@ -62,7 +62,7 @@ def test_on_policy_loss_and_its_gradient(loss_type, want_loss):
     loss, metrics = grpo_loss(logp, logp.detach(), None, adv, MASK, loss_type, 0.2, 0.28, 0.0, max_len=4)
     loss.backward()
     assert loss.item() == pytest.approx(want_loss, abs=1e-7)
-    assert metrics["clip_any"] == 0 and metrics["kl"] == 0
+    assert metrics["clip_any"] == 0 and "kl" not in metrics                # no reference, no KL
     lengths = MASK.sum(dim=1, keepdim=True).float()                      # |o_i| = 3, 2
     per_token = {"grpo": -adv[:, None] / (2 * lengths),                  # -A_i / (G |o_i|)
                  "dapo": -adv[:, None] / lengths.sum(),                  # -A_i / sum |o|
@@ -86,7 +86,8 @@ def tiny_model(block_size=128, n_embd=32):
 def test_logprobs_at_the_sampling_temperature_give_ratio_one_and_no_kl():
     model, tok, T = tiny_model(), get_tokenizer("math"), 0.7
     prompts = [tok.encode(p) for p in ("12+34=?", "x*7=42, x=?", "9-5=?")]
-    gen = generate(model, prompts, 12, temperature=T, stop_ids=(tok.end_id,), generator=torch.Generator().manual_seed(0))
+    gen = generate(model, prompts, 12, temperature=T, stop_ids=(tok.end_id,),
+                   generator=torch.Generator().manual_seed(0))
     completions = gen.token_lists()
     rows = {"prompts": prompts, "completions": completions,
             "sample_logps": [lp[:len(c)] for lp, c in zip(gen.logprobs, completions)]}
@@ -189,7 +190,7 @@ def test_end_to_end_then_resume(monkeypatch, data_dir, random_ckpt, tmp_path):
     assert references == [None, None]                                    # beta=0: no reference model at all
     train = read_log(out, "train")
     assert [r["iter"] for r in train] == [1, 2]
-    for key in ("reward_mean", "reward_std", "zero_std_frac", "dropped_frac", "kl", "entropy", "clip_low",
+    for key in ("reward_mean", "reward_std", "zero_std_frac", "dropped_frac", "entropy", "clip_low",
                 "clip_high", "length_mean", "length_max", "truncated_frac", "sample_tokens_per_s", "sample_share"):
         assert key in train[0], key
     assert train[0]["groups"] == 4 and train[0]["dropped_frac"] == 0
@@ -203,7 +204,8 @@ def test_end_to_end_then_resume(monkeypatch, data_dir, random_ckpt, tmp_path):
     references.clear()
     run_grpo(monkeypatch, "--init_from=resume", "--max_iters=3", "--beta=0.04", *common, patch=record_reference)
     assert len(references) == 1 and references[0] is not None          # reloaded from reference_from
-    assert [r["iter"] for r in read_log(out, "train")] == [1, 2, 3]
+    train = read_log(out, "train")
+    assert [r["iter"] for r in train] == [1, 2, 3] and "kl" not in train[0] and train[2]["kl"] >= 0
 
 
 def test_dynamic_sampling_keeps_only_groups_whose_rewards_differ(monkeypatch, data_dir, random_ckpt, tmp_path):
