@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from configurator import configure
 # only functions are imported by name: an imported string or tuple would become a config key
-from tasks import (completion, format_completion, has_canonical_format, is_correct, ood_task_digits, other_answers,
+from tasks import (completion, format_completion, is_correct, ood_task_digits, other_answers,
                    sample_problems, solve, split_steps, validate_task_digits, worked_solution)
 from tokenizer import get_tokenizer
 
@@ -180,9 +180,10 @@ def sample_splits(rng):
 
 def mine_policy_pairs():
     """pairs_onpolicy_{train,val}.jsonl: for every prompt where the policy got some sample wrong, one pair
-    whose rejected side is its own wrong completion and whose chosen side is its own right one (in the
-    canonical format), or the reference solution when it had none. These are the mistakes the model
-    actually makes, which is what DPO can fix; synthetic refusals mostly teach it not to refuse."""
+    whose rejected side is its own wrong completion and whose chosen side is its own right one, or the
+    reference solution when it had none (the two are the same text; `negative` records which). These
+    are the mistakes the model actually makes, which is what DPO can fix; synthetic refusals mostly
+    teach it not to refuse."""
     import torch
     from common import setup, load_checkpoint, model_from_checkpoint, check_tokenizer, read_jsonl, read_meta, complete
     data_dir = os.path.join(out_root, name)
@@ -201,13 +202,15 @@ def mine_policy_pairs():
         pairs, wrong_by_type = [], {}
         for i, r in enumerate(rows):
             group = samples[i * policy_samples:(i + 1) * policy_samples]
-            right = [s for s in group if is_correct(s, r["A"]) and has_canonical_format(s)]
+            # a sample with the right answer can still have wrong steps; one with every step right is,
+            # the format being deterministic, exactly the reference completion
+            own_right = r["completion"] in group
             wrong = [s for s in group if not is_correct(s, r["A"])]
             wrong_by_type.setdefault(r["type"], []).append(len(wrong) / len(group))
             if wrong:
-                pairs.append({"prompt": r["prompt"], "chosen": right[0] if right else r["completion"],
-                              "rejected": wrong[0], "Q": r["prompt"], "A": r["A"], "type": r["type"],
-                              "negative": "policy" if right else "policy_vs_reference"})
+                pairs.append({"prompt": r["prompt"], "chosen": r["completion"], "rejected": wrong[0],
+                              "Q": r["prompt"], "A": r["A"], "type": r["type"],
+                              "negative": "policy" if own_right else "policy_vs_reference"})
         path = os.path.join(data_dir, f"pairs_onpolicy_{split}.jsonl")
         write_jsonl(path, pairs)
         rates = ", ".join(f"{t} {sum(v) / len(v):.1%}" for t, v in sorted(wrong_by_type.items()))

@@ -10,6 +10,8 @@ group_size = 4
 max_new_tokens = 64
 auto_weight_problems = 10
 max_sampling_rounds = 2
+# a tiny model gets every reward 0: every group has zero variance, so dynamic sampling would find none to keep
+dynamic_sampling = False
 max_iters = 2
 warmup_iters = 0
 learning_rate = 1e-4

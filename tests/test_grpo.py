@@ -185,7 +185,7 @@ def test_end_to_end_then_resume(monkeypatch, data_dir, random_ckpt, tmp_path):
         update = module.policy_update
         module.policy_update = lambda model, reference, *a: references.append(reference) or update(model, reference, *a)
 
-    common = (f"--data_dir={data_dir}", f"--out_dir={out}", "--dynamic_sampling=False")
+    common = (f"--data_dir={data_dir}", f"--out_dir={out}")
     run_grpo(monkeypatch, f"--init_from={random_ckpt}", *common, patch=record_reference)
     assert references == [None, None]                                    # beta=0: no reference model at all
     train = read_log(out, "train")
@@ -216,7 +216,7 @@ def test_dynamic_sampling_keeps_only_groups_whose_rewards_differ(monkeypatch, da
         module.reward = lambda problem, text, stopped: float(next(calls) % 8 == 0)
 
     run_grpo(monkeypatch, f"--init_from={random_ckpt}", f"--data_dir={data_dir}", f"--out_dir={out}",
-             "--max_iters=1", "--beta=0.04", patch=one_right_answer_in_every_other_group)
+             "--max_iters=1", "--beta=0.04", "--dynamic_sampling=True", patch=one_right_answer_in_every_other_group)
     row = read_log(out, "train")[0]
     assert row["groups"] == 4                                            # filled in the second round
     assert row["zero_std_frac"] == 0.5 and row["dropped_frac"] == 0.5
@@ -233,7 +233,7 @@ def test_a_batch_that_never_fills_is_a_one_line_error(monkeypatch, data_dir, tmp
     with pytest.raises(SystemExit, match=r"no group with differing rewards \(mean reward 0\.000\): the tasks are "
                                          r"too hard for this checkpoint"):
         run_grpo(monkeypatch, f"--init_from={ckpt}", f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'o'}",
-                 "--task_weights={'a_plus_b_q': 1}")
+                 "--task_weights={'a_plus_b_q': 1}", "--dynamic_sampling=True")
 
 
 def test_group_of_one_is_a_one_line_error(monkeypatch):

@@ -14,7 +14,7 @@ from tokenizer import get_tokenizer, THINK, END_THINK, END
 from train_sft import sft_batch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY_MODEL = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--batch_size=8", "--block_size=64",
+TINY_MODEL = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--batch_size=8", "--block_size=96",
               "--eval_iters=2", "--log_interval=1", "--device=cpu", "--dtype=float32"]
 
 
@@ -74,6 +74,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(data_dir, tmp_path):
 
 def test_ddp_with_two_processes_matches_one_process_with_accumulation(data_dir, tmp_path):
     args = [f"--data_dir={data_dir}", "--max_iters=10", "--eval_interval=5", "--gradient_accumulation_steps=2",
+            "--learning_rate=1e-2", "--warmup_iters=2",
             *TINY_MODEL]
     run("train_pretrain.py", f"--out_dir={tmp_path / 'single'}", *args)
     env = dict(os.environ, OMP_NUM_THREADS="1")
