@@ -143,9 +143,9 @@ def write_bin(path, encoded, tok):
 def longest(rows, encoded):
     """Per type, the most tokens in a completion (for max_new_tokens) and in a document (for block_size)."""
     completions, documents = dict.fromkeys(tasks, 0), dict.fromkeys(tasks, 0)
-    for r, (prompt, completion) in zip(rows, encoded):
-        completions[r["type"]] = max(completions[r["type"]], len(completion))
-        documents[r["type"]] = max(documents[r["type"]], len(prompt) + len(completion) + 1)   # + <|endoftext|>
+    for r, (prompt_ids, completion_ids) in zip(rows, encoded):
+        completions[r["type"]] = max(completions[r["type"]], len(completion_ids))
+        documents[r["type"]] = max(documents[r["type"]], len(prompt_ids) + len(completion_ids) + 1)  # + <|endoftext|>
     return completions, documents
 
 

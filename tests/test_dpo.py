@@ -19,14 +19,6 @@ from train_dpo import completion_logps, dpo_loss
 from tokenizer import END, get_tokenizer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny models: syncing threads costs more than it saves, a hundred times more on a busy machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 BETA = 0.1
 PC, PR = torch.tensor([-10.0, -20.0]), torch.tensor([-12.0, -18.0])   # policy chosen, rejected

@@ -58,15 +58,6 @@ def write_data(root, rows=TEST_ROWS, tokenizer="math", text=None):
     return str(root)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: a second thread only adds synchronisation, and waits whenever the cores are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def memoriser():
     return memorising_model()

@@ -1,4 +1,3 @@
-import os
 import re
 import signal
 import subprocess
@@ -15,7 +14,6 @@ from tokenizer import get_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 TOK = get_tokenizer("math")
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}   # tiny models: more threads only contend
 
 
 def tiny_model(block_size=32):
@@ -33,7 +31,7 @@ def ckpt(tmp_path_factory):
 
 def run_sample(ckpt, *args, stdin=""):
     return subprocess.run([sys.executable, "sample.py", f"--ckpt={ckpt}", "--device=cpu", "--max_new_tokens=6", *args],
-                          input=stdin, capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=60)
+                          input=stdin, capture_output=True, text=True, cwd=ROOT, timeout=60)
 
 
 def test_stream_matches_the_batched_engine():
@@ -83,7 +81,7 @@ def test_ctrl_d_exits_cleanly(ckpt):
 
 
 def test_ctrl_c_exits_cleanly(ckpt):
-    p = subprocess.Popen([sys.executable, "sample.py", f"--ckpt={ckpt}", "--device=cpu"], cwd=ROOT, env=ENV,
+    p = subprocess.Popen([sys.executable, "sample.py", f"--ckpt={ckpt}", "--device=cpu"], cwd=ROOT,
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     p.stdout.readline()                                   # the banner: the prompt loop is running
     p.send_signal(signal.SIGINT)

@@ -18,9 +18,9 @@ TINY_MODEL = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--batch_size=8", "--b
               "--eval_iters=2", "--log_interval=1", "--device=cpu", "--dtype=float32"]
 
 
-def run(script, *args, env=None, check=True):
+def run(script, *args, check=True):
     out = subprocess.run([sys.executable, os.path.join(ROOT, script), *args], capture_output=True, text=True,
-                         cwd=ROOT, env=env, timeout=300)
+                         cwd=ROOT, timeout=300)
     if check and out.returncode != 0:
         raise AssertionError(out.stdout + out.stderr)
     return out
@@ -77,10 +77,9 @@ def test_ddp_with_two_processes_matches_one_process_with_accumulation(data_dir, 
             "--learning_rate=1e-2", "--warmup_iters=2",
             *TINY_MODEL]
     run("train_pretrain.py", f"--out_dir={tmp_path / 'single'}", *args)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                           "train_pretrain.py", f"--out_dir={tmp_path / 'ddp'}", *args],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     single, ddp = eval_rows(tmp_path / "single"), eval_rows(tmp_path / "ddp")
     # rank r's micro-batch is the single process's micro-batch r, so the curves agree up to the order of
