@@ -15,8 +15,9 @@ import sys
 
 
 def _config_keys(g):
-    return {k: v for k, v in g.items()
-            if not k.startswith("_") and isinstance(v, (int, float, bool, str, tuple, list, dict, type(None)))}
+    # config keys are the lowercase globals of simple types; UPPERCASE ones are constants
+    return {k: v for k, v in g.items() if not k.startswith("_") and not k.isupper()
+            and isinstance(v, (int, float, bool, str, tuple, list, dict, type(None)))}
 
 
 def _check_type(key, value, default, source):

@@ -222,7 +222,7 @@ def _add_steps(a, b, slip=None):
 def _sub_steps(a, b, slip=None):
     # needs a >= b. A column that borrows adds the borrowed ten after its digits (5-8-0+10=7): written
     # first (15-8-0=7), the model would have to decide the borrow before writing the digits it depends
-    # on, and a tiny model gets that wrong (95% on subtraction, against 99% with +10 after)
+    # on. Measured on the small pipeline: a-b 95.2% -> 97.5%, x+b=c 97.6% -> 100% after SFT
     db = _digits(b)
     steps, borrow, total = [], 0, 0
     for i, x in enumerate(_digits(a)):
