@@ -17,6 +17,7 @@ training problems excluding their prompts.
 import json
 import os
 import random
+import re
 
 import numpy as np
 from tqdm import tqdm
@@ -56,6 +57,7 @@ policy = ''
 policy_prompts = 4000        # training prompts to sample (a tenth as many validation prompts for pairs_onpolicy_val)
 policy_samples = 4           # completions per prompt
 policy_temperature = 1.0
+policy_pairs = 'step'         # 'step': shared prefix + first wrong step (Step-DPO); 'completion': whole completions
 # -----------------------------------------------------------------------------
 
 
@@ -178,6 +180,21 @@ def sample_splits(rng):
     return {"train": train, "val": val, "test": test, "test_ood": test_ood}
 
 
+def first_wrong_step(prompt, chosen, rejected):
+    """Step-DPO (Lai et al. 2024): the prompt grows by the steps both completions share, and each side keeps
+    only its next step. Whole completions would also push down what follows the mistake in the rejected
+    one, where reading the answer off the (wrong) steps is the right thing to do: DPO on whole on-policy
+    completions lowered greedy accuracy here from 97% to 87%."""
+    diverge = next(i for i, (a, b) in enumerate(zip(chosen + "\0", rejected + "\0")) if a != b)
+    starts = [m.end() for m in re.finditer(r"[,:;]|<think>|</think>", chosen[:diverge])]
+    cut = starts[-1] if starts else 0
+
+    def step(text):
+        end = re.search(r"[,:;]|</think>|<\|end\|>", text[cut:])
+        return text[cut:cut + end.end()] if end else text[cut:]
+    return prompt + chosen[:cut], step(chosen), step(rejected)
+
+
 def mine_policy_pairs():
     """pairs_onpolicy_{train,val}.jsonl: for every prompt where the policy got some sample wrong, one pair
     whose rejected side is its own wrong completion and whose chosen side is its own right one, or the
@@ -208,7 +225,10 @@ def mine_policy_pairs():
             wrong = [s for s in group if not is_correct(s, r["A"])]
             wrong_by_type.setdefault(r["type"], []).append(len(wrong) / len(group))
             if wrong:
-                pairs.append({"prompt": r["prompt"], "chosen": r["completion"], "rejected": wrong[0],
+                prompt, chosen, rejected = r["prompt"], r["completion"], wrong[0]
+                if policy_pairs == "step":
+                    prompt, chosen, rejected = first_wrong_step(prompt, chosen, rejected)
+                pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected,
                               "Q": r["prompt"], "A": r["A"], "type": r["type"],
                               "negative": "policy" if own_right else "policy_vs_reference"})
         path = os.path.join(data_dir, f"pairs_onpolicy_{split}.jsonl")

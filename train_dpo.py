@@ -46,6 +46,7 @@ max_new_tokens = 100
 beta = 0.1                           # strength of the pull towards the reference: higher stays closer
 loss_type = "sigmoid"                # "sigmoid" (DPO), "robust", "ipo" or "hinge"
 label_smoothing = 0.0                # sigmoid: conservative DPO; robust: the assumed label-noise rate
+rpo_alpha = 0.0                      # + rpo_alpha x the chosen completion's per-token NLL (RPO, Pang et al. 2024)
 reference_free = False               # reference log-probs = 0: see what the reference buys
 precompute_ref = False               # score every pair with the reference once, then keep no second model
 # AdamW and its schedule
@@ -69,7 +70,7 @@ seed = 1337
 
 def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta,
              loss_type="sigmoid", label_smoothing=0.0, reference_free=False, chosen_lengths=None,
-             rejected_lengths=None):
+             rejected_lengths=None, rpo_alpha=0.0):
     """DPO and its variants, from the summed completion log-probs of each pair, all (B,).
     Returns the loss of each pair (B,) and the implicit rewards beta * log(pi/pi_ref) of the chosen
     and rejected completions (B,), detached. With delta = chosen log-ratio - rejected log-ratio:
@@ -82,7 +83,10 @@ def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_r
                a squared loss stops pushing once the margin is reached, where sigmoid never does
       hinge    relu(1 - beta*delta) (SLiC, Zhao et al. 2023)
 
-    reference_free=True sets the reference log-probs to 0, so the policy's own log-probs are the rewards."""
+    reference_free=True sets the reference log-probs to 0, so the policy's own log-probs are the rewards.
+    rpo_alpha > 0 adds the chosen completion's mean per-token negative log-likelihood (RPO, "iterative
+    reasoning preference optimisation", Pang et al. 2024): DPO only needs the chosen side to rise relative
+    to the rejected one, and on math pairs it happily lowers both until the right answers are gone."""
     if reference_free:
         ref_chosen_logps = torch.zeros_like(policy_chosen_logps)
         ref_rejected_logps = torch.zeros_like(policy_rejected_logps)
@@ -104,6 +108,8 @@ def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_r
             losses = torch.relu(1 - logits)
         else:
             raise ValueError(f"unknown loss_type {loss_type!r}")
+    if rpo_alpha:
+        losses = losses - rpo_alpha * policy_chosen_logps / chosen_lengths
     # rewards from the summed log-ratios whatever the loss (TRL reports IPO's length-normalised), so that
     # runs with different loss types compare on one scale
     chosen_rewards = beta * (policy_chosen_logps - ref_chosen_logps).detach()
@@ -232,7 +238,7 @@ def dpo_batch(model, reference, split, pairs, ix, tok, block_size, rt):
     chosen_lengths, rejected_lengths = completion_mask.sum(dim=1).chunk(2)
     losses, chosen_rewards, rejected_rewards = dpo_loss(
         policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta, loss_type, label_smoothing,
-        reference_free, chosen_lengths, rejected_lengths)
+        reference_free, chosen_lengths, rejected_lengths, rpo_alpha)
     metrics = {"loss": losses.detach(), "rewards/chosen": chosen_rewards, "rewards/rejected": rejected_rewards,
                "rewards/margins": chosen_rewards - rejected_rewards,
                "rewards/accuracies": (chosen_rewards > rejected_rewards).float(),
@@ -261,6 +267,8 @@ def check_config():
         raise SystemExit(f"beta must be > 0, got {beta}")
     if not 0 <= label_smoothing < 0.5:
         raise SystemExit(f"label_smoothing must be in [0, 0.5), got {label_smoothing}")
+    if rpo_alpha < 0:
+        raise SystemExit(f"rpo_alpha must be >= 0, got {rpo_alpha}")
     if label_smoothing and loss_type not in ("sigmoid", "robust"):
         raise SystemExit(f"label_smoothing applies to loss_type sigmoid or robust, not {loss_type!r}")
 

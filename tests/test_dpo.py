@@ -77,6 +77,13 @@ def test_policy_equal_to_reference_gives_ln2_and_zero_accuracy():
     assert (chosen > rejected).float().mean().item() == 0.0
 
 
+def test_rpo_adds_the_chosen_per_token_nll():
+    # chosen lengths 5 and 10: NLL per token 10/5 = 2 and 20/10 = 2, so the loss is the sigmoid one + alpha * 2
+    losses, _, _ = dpo_loss(PC, PR, RC, RR, BETA, chosen_lengths=torch.tensor([5.0, 10.0]),
+                            rejected_lengths=torch.tensor([4.0, 8.0]), rpo_alpha=0.5)
+    assert losses.mean().item() == pytest.approx(0.723448 + 0.5 * 2.0, abs=1e-6)
+
+
 def test_reference_free_sets_reference_logps_to_zero():
     free = dpo_loss(PC, PR, RC, RR, BETA, reference_free=True)
     zeros = dpo_loss(PC, PR, torch.zeros(2), torch.zeros(2), BETA)
