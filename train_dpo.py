@@ -289,12 +289,13 @@ def main():
     block_size = model.config.block_size
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), rt.device_type)
     iter_num = 0
-    if resuming:
-        optimizer.load_state_dict(ckpt["optimizer"])
-        iter_num = ckpt["iter_num"]
-    # the reference is the SFT model the run started from, also after a resume (its path is in the checkpoint)
     if resuming and "reference_from" not in ckpt:
         raise SystemExit(f"{ckpt_path} was not written by train_dpo.py: resume needs a DPO checkpoint")
+    tokens_seen = 0  # prompt, chosen and rejected tokens trained on, across ranks
+    if resuming:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        iter_num, tokens_seen = ckpt["iter_num"], ckpt["tokens_seen"]
+    # the reference is the SFT model the run started from, also after a resume (its path is in the checkpoint)
     reference_from = ckpt["reference_from"] if resuming else init_from
     del ckpt
     reference = None
@@ -341,7 +342,8 @@ def main():
             if iter_num > 0:
                 save_checkpoint(os.path.join(out_dir, "ckpt.pt"),
                                 **checkpoint_payload(raw_model, optimizer, config, iter_num, meta["tokenizer"],
-                                                     reference_from=reference_from, accuracy=acc))
+                                                     reference_from=reference_from, accuracy=acc,
+                                                     tokens_seen=tokens_seen))
         if iter_num >= max_iters:
             break
 
@@ -349,6 +351,7 @@ def main():
         for micro_step in range(accum):
             rng = batch_rng(seed, iter_num, rt.rank * accum + micro_step)  # resumes retrace the same batches
             ix = rng.integers(0, len(train_pairs), size=batch_size)
+            tokens_seen += sum(len(tok.encode(p + c + r)) for p, c, r in (train_pairs[i] for i in ix)) * rt.world_size
             with sync_context(model, micro_step, accum):
                 losses, metrics = dpo_batch(model, reference, "train", train_pairs, ix, tok, block_size, rt)
                 (losses.mean() / accum).backward()  # the gradient of the mean over the accumulated batch

@@ -380,9 +380,10 @@ def main():
         raise SystemExit(f"{ckpt_path} was not written by train_grpo.py: resume needs a GRPO checkpoint")
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), rt.device_type)
     iter_num = 0
+    tokens_seen = 0
     if resuming:
         optimizer.load_state_dict(ckpt["optimizer"])
-        iter_num = ckpt["iter_num"]
+        iter_num, tokens_seen = ckpt["iter_num"], ckpt["tokens_seen"]
     # the KL reference is the checkpoint the run started from, also after a resume (its path is in the checkpoint)
     reference_from = ckpt["reference_from"] if resuming else init_from
     reference = None
@@ -424,12 +425,13 @@ def main():
                 save_checkpoint(os.path.join(out_dir, "ckpt.pt"),
                                 **checkpoint_payload(raw_model, optimizer, config, iter_num, meta["tokenizer"],
                                                      reference_from=reference_from, task_weights=weights,
-                                                     accuracy=acc))
+                                                     accuracy=acc, tokens_seen=tokens_seen))
         if iter_num >= max_iters:
             break
 
         t0 = time.time()
         rows, stats = collect_batch(raw_model, tok, rt, weights, task_digits, held_out, iter_num)
+        tokens_seen += sum(stats["lengths"]) * rt.world_size  # sampled tokens, across ranks
         check_filled(len(rows["rewards"]) // group_size, float(np.mean(stats["rewards"])), rt)
         advantages, _ = compute_advantages(torch.tensor(rows["rewards"]), group_size, scale_rewards)
         idx, mask, sample_logps = assemble(rows, rt.device)
