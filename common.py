@@ -15,6 +15,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from model import GPT, GPTConfig, generate
+from tasks import is_correct
 
 
 # -----------------------------------------------------------------------------
@@ -310,7 +311,6 @@ def complete(model, tok, prompts, rt, max_new_tokens, batch_size=500, temperatur
 def greedy_accuracy(model, tok, problems, rt, max_new_tokens, batch_size=500):
     """Greedy exact-match accuracy per task type and overall, checked by tasks.is_correct
     (the same check eval.py and the GRPO reward use)."""
-    from tasks import is_correct
     texts, _ = complete(model, tok, [p.prompt for p in problems], rt, max_new_tokens, batch_size)
     by_type = {}
     for problem, text in zip(problems, texts):

@@ -242,7 +242,8 @@ def dpo_batch(model, reference, split, pairs, ix, tok, block_size, rt):
     metrics = {"loss": losses.detach(), "rewards/chosen": chosen_rewards, "rewards/rejected": rejected_rewards,
                "rewards/margins": chosen_rewards - rejected_rewards,
                "rewards/accuracies": (chosen_rewards > rejected_rewards).float(),
-               "logps/chosen": policy_chosen.detach(), "logps/rejected": policy_rejected.detach()}
+               "logps/chosen": policy_chosen.detach(), "logps/rejected": policy_rejected.detach(),
+               "completion_tokens": (chosen_lengths + rejected_lengths).float()}
     return losses, metrics
 
 
@@ -291,7 +292,7 @@ def main():
     iter_num = 0
     if resuming and "reference_from" not in ckpt:
         raise SystemExit(f"{ckpt_path} was not written by train_dpo.py: resume needs a DPO checkpoint")
-    tokens_seen = 0  # prompt, chosen and rejected tokens trained on, across ranks
+    tokens_seen = 0  # chosen and rejected completion tokens trained on, across ranks
     if resuming:
         optimizer.load_state_dict(ckpt["optimizer"])
         iter_num, tokens_seen = ckpt["iter_num"], ckpt["tokens_seen"]
@@ -351,11 +352,11 @@ def main():
         for micro_step in range(accum):
             rng = batch_rng(seed, iter_num, rt.rank * accum + micro_step)  # resumes retrace the same batches
             ix = rng.integers(0, len(train_pairs), size=batch_size)
-            tokens_seen += sum(len(tok.encode(p + c + r)) for p, c, r in (train_pairs[i] for i in ix)) * rt.world_size
             with sync_context(model, micro_step, accum):
                 losses, metrics = dpo_batch(model, reference, "train", train_pairs, ix, tok, block_size, rt)
                 (losses.mean() / accum).backward()  # the gradient of the mean over the accumulated batch
             batches.append(metrics)
+            tokens_seen += int(metrics["completion_tokens"].sum()) * rt.world_size
         grad_norm = optimizer_step(model, optimizer, lr, grad_clip)
         iter_num += 1
         train_time += time.time() - t0

@@ -144,7 +144,7 @@ def main():
     t0, t_start = time.time(), time.time()
     while True:
         lr = get_lr(iter_num, learning_rate, min_lr, warmup_iters, decay_iters)
-        if (iter_num % eval_interval == 0 or iter_num == max_iters):
+        if iter_num % eval_interval == 0 or iter_num == max_iters:
             if rt.master:
                 losses = estimate_loss(model, splits, rt)
                 print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
