@@ -59,8 +59,12 @@ def setup(device="auto", dtype="auto", seed=1337):
         dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
     device_type = "cuda" if device.startswith("cuda") else device
     if dtype == "auto":
-        # bf16 on GPUs that have it; fp32 on CPU, where the small config is overhead-bound (see bench.py)
-        dtype = "bfloat16" if device_type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+        # bf16 where the hardware has it: GPUs, and CPUs with bf16 instructions (AVX512-BF16, AMX, Arm
+        # BF16), where the small config trains about 2x faster than in fp32 (bench.py); else fp32
+        caps = torch.cpu.get_capabilities()
+        cpu_bf16 = any(caps.get(k, False) for k in ("avx512_bf16", "amx_bf16", "bf16"))
+        gpu_bf16 = device_type == "cuda" and torch.cuda.is_bf16_supported()
+        dtype = "bfloat16" if gpu_bf16 or (device_type == "cpu" and cpu_bf16) else "float32"
     if dtype not in ("float32", "bfloat16", "float16"):
         raise SystemExit(f"dtype={dtype!r}; allowed: auto, float32, bfloat16, float16")
     if dtype == "float16" and device_type != "cuda":

@@ -186,7 +186,8 @@ def test_end_to_end_then_resume(monkeypatch, data_dir, random_ckpt, tmp_path):
         module.policy_update = lambda model, reference, *a: references.append(reference) or update(model, reference, *a)
 
     common = (f"--data_dir={data_dir}", f"--out_dir={out}")
-    run_grpo(monkeypatch, f"--init_from={random_ckpt}", *common, patch=record_reference)
+    # fp32: in bf16 the engine's and the training pass's log-probs differ by ~1e-3, too much to compare
+    run_grpo(monkeypatch, f"--init_from={random_ckpt}", "--dtype=float32", *common, patch=record_reference)
     assert references == [None, None]                                    # beta=0: no reference model at all
     train = read_log(out, "train")
     assert [r["iter"] for r in train] == [1, 2]

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from model import GPT, GPTConfig, generate, token_logprobs, sample_next
+from model import GPT, GPTConfig, generate, token_logprobs, sample_next, explicit_causal_attention
 
 OPTIONS = {
     "gpt2": dict(),
@@ -58,6 +58,27 @@ def test_generation_logprobs_match_a_forward_pass(name):
     logits, _ = model(idx)
     logps = token_logprobs(logits, idx, temperature=0.7)[0, len(prompt) - 1:]
     assert torch.allclose(logps, gen.logprobs[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("n_kv_head", [4, 2])
+def test_explicit_attention_equals_the_fused_kernel(n_kv_head):
+    # the CPU bf16 training path must compute what scaled_dot_product_attention computes, GQA included
+    torch.manual_seed(0)
+    q = torch.randn(3, 4, 9, 8)
+    k, v = torch.randn(3, n_kv_head, 9, 8), torch.randn(3, n_kv_head, 9, 8)
+    want = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=n_kv_head != 4)
+    torch.testing.assert_close(explicit_causal_attention(q, k, v), want, atol=1e-5, rtol=1e-5)
+
+
+def test_bf16_training_loss_is_close_to_fp32():
+    # on a CPU, bf16 autocast routes training through explicit_causal_attention
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=16, vocab_size=32, n_layer=2, n_head=4, n_kv_head=2, n_embd=32, pos="rope"))
+    idx = torch.randint(0, 32, (4, 16))
+    _, loss32 = model(idx, idx)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, loss16 = model(idx, idx)
+    assert abs(loss16.item() - loss32.item()) < 0.02
 
 
 def test_stop_tokens_end_rows_and_pad_them():
