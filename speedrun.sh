@@ -40,9 +40,9 @@ stage data     python generate_pairs.py config/data_small.py
 stage pretrain python train_pretrain.py config/pretrain_small.py
 stage sft      python train_sft.py config/sft_small.py
 stage pairs    python generate_pairs.py config/data_small.py --policy=out/sft/ckpt.pt
-stage dpo      python train_dpo.py config/dpo_small.py --pairs_file=pairs_onpolicy_train.jsonl
+stage dpo      python train_dpo.py config/dpo_small.py
 stage grpo     python train_grpo.py config/grpo_small.py --init_from=out/dpo/ckpt.pt
 CKPTS=out/pretrain/ckpt.pt,out/sft/ckpt.pt,out/dpo/ckpt.pt,out/grpo/ckpt.pt
 stage eval     python eval.py config/eval_small.py --ckpt=$CKPTS --out_dir=out/eval
-stage eval_ood python eval.py config/eval_small.py --ckpt=$CKPTS --source=test_ood --out_dir=out/eval_ood
+stage eval_ood python eval.py config/eval_small.py --ckpt=$CKPTS --source=test_ood --n_per_type=300 --out_dir=out/eval_ood
 python report.py

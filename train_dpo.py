@@ -39,7 +39,8 @@ init_from = "out/sft/ckpt.pt"        # the SFT checkpoint (policy and reference 
 pairs_file = "pairs_train.jsonl"     # in data_dir: pairs_onpolicy_train.jsonl, pairs_seed.jsonl, or any path
 eval_interval = 100
 log_interval = 10
-n_val_pairs = 500                    # held-out pairs from data_dir/pairs_val.jsonl for the eval metrics
+val_pairs_file = ""                  # "": pairs_file with train -> val if that exists (pairs_onpolicy_val.jsonl), else pairs_val.jsonl
+n_val_pairs = 500                    # held-out pairs for the eval metrics
 n_eval_problems = 350                # greedy exact match on this many held-out problems (50 per type)
 max_new_tokens = 100
 # DPO
@@ -305,7 +306,10 @@ def main():
                      if resuming else copy.deepcopy(model))
         reference.eval().requires_grad_(False)
 
-    train_path, val_path = os.path.join(data_dir, pairs_file), os.path.join(data_dir, "pairs_val.jsonl")
+    train_path = os.path.join(data_dir, pairs_file)
+    val_path = os.path.join(data_dir, val_pairs_file or pairs_file.replace("train", "val"))
+    if not val_pairs_file and (val_path == train_path or not os.path.exists(val_path)):
+        val_path = os.path.join(data_dir, "pairs_val.jsonl")  # the held-out pairs should be of the training kind
     train_pairs, train_skipped = read_pairs(train_path, tok, block_size)
     val_pairs, val_skipped = read_pairs(val_path, tok, block_size)
     val_pairs = val_pairs[:n_val_pairs]
@@ -325,7 +329,7 @@ def main():
             if skipped:
                 print(f"{path}: skipped {len(skipped)} pairs longer than block_size {block_size} "
                       f"(lines {', '.join(map(str, skipped[:5]))}{', ...' if len(skipped) > 5 else ''})")
-        print(f"{len(train_pairs):,} training pairs from {train_path}, {len(val_pairs)} val pairs, "
+        print(f"{len(train_pairs):,} training pairs from {train_path}, {len(val_pairs)} val pairs from {val_path}, "
               f"{raw_model.num_params() / 1e6:.2f}M parameters, reference {reference_from}: {reference_kind}")
 
     t_start, train_time = time.time(), 0.0  # train_time: seconds in training steps since the last log line

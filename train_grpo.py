@@ -13,8 +13,8 @@ advantages within each group, then take num_iterations clipped policy-gradient s
 
 The knobs
   task_weights       {type: weight} of the problem mix, or None ("auto"): measure the start checkpoint's
-                     greedy accuracy per type on fresh problems and weight each type by
-                     (1 - accuracy) + auto_weight_floor, so practice goes where the answers are wrong
+                     greedy accuracy per type on fresh problems and weight each type by its error
+                     rate, at least auto_weight_floor, so practice goes where the answers are wrong
   scale_rewards      "group": (r - group mean) / group std (GRPO); "batch": divide by the batch's std;
                      "none": r - group mean (Dr. GRPO: the std division favours too-easy and too-hard prompts)
   loss_type          "grpo": token mean per completion, then mean (a long completion's tokens count less);
@@ -79,8 +79,8 @@ temperature = 1.0
 top_k = 0                            # 0: no top-k cut
 top_p = 1.0
 task_weights = None                  # None: "auto" (see above), or {type: weight}; left-out types get none
-auto_weight_floor = 0.1              # every type keeps at least this weight under "auto"
-auto_weight_problems = 50            # fresh problems per type for the "auto" accuracy
+auto_weight_floor = 0.005            # every type keeps at least this weight (an error rate) under "auto"
+auto_weight_problems = 200           # fresh problems per type for the "auto" accuracy
 dynamic_sampling = True
 max_sampling_rounds = 4
 truncated = "mask"                   # "mask" or "penalize"
@@ -218,8 +218,9 @@ def check_weights(weights, task_digits):
 
 
 def auto_weights(accuracy, floor):
-    """{type: (1 - greedy accuracy) + floor}: more practice where the answers are wrong."""
-    return {t: 1 - a + floor for t, a in accuracy.items() if t != "overall"}
+    """{type: max(1 - greedy accuracy, floor)}: practice in proportion to the mistakes, and a little on the
+    types already solved, which drift when they get no practice at all."""
+    return {t: max(1 - a, floor) for t, a in accuracy.items() if t != "overall"}
 
 
 def draw_problems(n, weights, task_digits, held_out, rng):

@@ -202,6 +202,17 @@ def test_end_to_end_logs_and_checkpoint(straight):
     assert ckpt["reference_from"] == str(root / "sft.pt") and ckpt["config"]["beta"] == 0.1
 
 
+def test_val_pairs_are_of_the_training_kind(data, monkeypatch, capsys):
+    # on-policy training pairs are checked on held-out on-policy pairs, not on the synthetic pairs_val.jsonl
+    pairs = data / "data"
+    (pairs / "pairs_onpolicy_train.jsonl").write_text((pairs / "pairs_train.jsonl").read_text())
+    (pairs / "pairs_onpolicy_val.jsonl").write_text((pairs / "pairs_val.jsonl").read_text())
+    run_dpo(monkeypatch, data, "--pairs_file=pairs_onpolicy_train.jsonl", "--max_iters=1")
+    assert f"val pairs from {pairs / 'pairs_onpolicy_val.jsonl'}" in capsys.readouterr().out
+    run_dpo(monkeypatch, data, "--pairs_file=pairs_seed.jsonl", "--max_iters=1", out="seed")
+    assert f"val pairs from {pairs / 'pairs_val.jsonl'}" in capsys.readouterr().out
+
+
 def test_precomputed_reference_gives_the_same_run(straight, monkeypatch):
     root, frozen = straight
     precomputed = run_dpo(monkeypatch, root, "--precompute_ref=True", out="precomputed")

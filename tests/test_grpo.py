@@ -135,8 +135,8 @@ def test_reward_format_bonus_only_with_a_right_answer_and_truncation_penalty(mon
 
 
 def test_auto_weights_favour_types_the_model_gets_wrong():
-    weights = auto_weights({"a_plus_b_q": 1.0, "a_times_b_q": 0.25, "overall": 0.6}, 0.1)
-    assert weights == pytest.approx({"a_plus_b_q": 0.1, "a_times_b_q": 0.85})
+    weights = auto_weights({"a_plus_b_q": 1.0, "a_times_b_q": 0.75, "a_over_b_q": 0.95, "overall": 0.9}, 0.01)
+    assert weights == pytest.approx({"a_plus_b_q": 0.01, "a_times_b_q": 0.25, "a_over_b_q": 0.05})
 
 
 # ---------------------------------------------------------------- end to end on a tiny random checkpoint
