@@ -57,7 +57,7 @@ policy = ''
 # DPO needs thousands of these pairs: from the small SFT model, 560 pairs (4,000 prompts x 4) lowered test
 # accuracy, 4,000 pairs (42,000 x 2) raised it; each prompt gives at most one pair, so 2 samples a prompt
 # find more pairs per sampled token than 4
-policy_prompts = 30000       # training prompts to sample (a tenth as many validation prompts for pairs_onpolicy_val)
+policy_prompts = 24000       # training prompts to sample (a tenth as many validation prompts for pairs_onpolicy_val)
 policy_samples = 2           # completions per prompt
 policy_temperature = 1.0
 policy_pairs = 'step'         # 'step': shared prefix + first wrong step (Step-DPO); 'completion': whole completions

@@ -44,5 +44,5 @@ stage dpo      python train_dpo.py config/dpo_small.py
 stage grpo     python train_grpo.py config/grpo_small.py --init_from=out/dpo/ckpt.pt
 CKPTS=out/pretrain/ckpt.pt,out/sft/ckpt.pt,out/dpo/ckpt.pt,out/grpo/ckpt.pt
 stage eval     python eval.py config/eval_small.py --ckpt=$CKPTS --out_dir=out/eval
-stage eval_ood python eval.py config/eval_small.py --ckpt=$CKPTS --source=test_ood --n_per_type=300 --out_dir=out/eval_ood
+stage eval_ood python eval.py config/eval_small.py --ckpt=$CKPTS --source=test_ood --n_per_type=200 --out_dir=out/eval_ood
 python report.py
