@@ -39,7 +39,7 @@ init_from = "out/sft/ckpt.pt"        # the SFT checkpoint (policy and reference 
 pairs_file = "pairs_train.jsonl"     # in data_dir: pairs_onpolicy_train.jsonl, pairs_seed.jsonl, or any path
 eval_interval = 100
 log_interval = 10
-val_pairs_file = ""                  # "": pairs_file with train -> val if that exists (pairs_onpolicy_val.jsonl), else pairs_val.jsonl
+val_pairs_file = ""                  # "": pairs_file's _train -> _val if that exists (pairs_onpolicy_val.jsonl), else pairs_val.jsonl
 n_val_pairs = 500                    # held-out pairs for the eval metrics
 n_eval_problems = 350                # greedy exact match on this many held-out problems (50 per type)
 max_new_tokens = 100
@@ -126,6 +126,13 @@ def completion_logps(logits, idx, completion_mask):
 
 # -----------------------------------------------------------------------------
 # pairs: reading, checking, encoding, scoring
+
+def val_pairs_path(train_path):
+    """Held-out pairs of the training kind: pairs_X_train.jsonl -> pairs_X_val.jsonl beside it when that
+    exists (pairs_onpolicy_val.jsonl), else data_dir/pairs_val.jsonl (e.g. for pairs_seed.jsonl)."""
+    folder, name = os.path.split(train_path)
+    sibling = os.path.join(folder, name.replace("_train", "_val"))
+    return sibling if sibling != train_path and os.path.exists(sibling) else os.path.join(data_dir, "pairs_val.jsonl")
 
 
 def pair_from_row(row, where):
@@ -307,9 +314,7 @@ def main():
         reference.eval().requires_grad_(False)
 
     train_path = os.path.join(data_dir, pairs_file)
-    val_path = os.path.join(data_dir, val_pairs_file or pairs_file.replace("train", "val"))
-    if not val_pairs_file and (val_path == train_path or not os.path.exists(val_path)):
-        val_path = os.path.join(data_dir, "pairs_val.jsonl")  # the held-out pairs should be of the training kind
+    val_path = os.path.join(data_dir, val_pairs_file) if val_pairs_file else val_pairs_path(train_path)
     train_pairs, train_skipped = read_pairs(train_path, tok, block_size)
     val_pairs, val_skipped = read_pairs(val_path, tok, block_size)
     val_pairs = val_pairs[:n_val_pairs]
