@@ -68,6 +68,14 @@ class Problem:
         """The two numbers in the prompt, in prompt order: (a, b), or (b, c) for equations."""
         return tuple(int(g) for g in _PROMPT_RE[self.type].fullmatch(self.prompt).groups())
 
+    @property
+    def cell(self):
+        """The digit counts of the two generated operands (the table above), e.g. (3, 3) for 345-178=?."""
+        x, y = self.operands
+        generated = {"a_over_b_q": (y, self.answer), "x_plus_b_eq_c_q": (self.answer, x),
+                     "b_minus_x_eq_c_q": (x, self.answer), "x_times_b_eq_c_q": (self.answer, x)}.get(self.type, (x, y))
+        return tuple(len(str(n)) for n in generated)
+
 
 def problem_from_row(row):
     """A Problem from a JSONL row with Q (prompt), A (answer as a string) and type."""
@@ -114,8 +122,9 @@ def _number_range(n_digits, min_value):
     return max(min_value, 10 ** (n_digits - 1) if n_digits > 1 else 0), 10 ** n_digits - 1
 
 
-def _cells(task_type, digits):
-    """Every combination of digit counts, with how many problems it holds."""
+def digit_cells(task_type, digits):
+    """Every combination of digit counts of the two generated operands (a cell, e.g. (3, 3): two
+    3-digit numbers), with how many problems it holds."""
     mins = _MIN_VALUE.get(task_type, (0, 0))
     for cell in product(*(range(lo, hi + 1) for lo, hi in digits)):
         ranges = [_number_range(d, m) for d, m in zip(cell, mins)]
@@ -136,7 +145,7 @@ def sample_problems(task_digits, n_per_type, rng, exclude=frozenset(), max_cell_
     problems = []
     for task_type in (t for t in TASK_TYPES if t in task_digits):
         digits = task_digits[task_type]
-        caps = {cell: max(1, int(max_cell_share * size)) for cell, size in _cells(task_type, digits)}
+        caps = {cell: max(1, int(max_cell_share * size)) for cell, size in digit_cells(task_type, digits)}
         if n_per_type > sum(caps.values()):
             raise SystemExit(f"{task_type} with digits {digits} has only {sum(caps.values())} distinct problems"
                              f"{' in reach' if max_cell_share < 1 else ''}, {n_per_type} asked for: "

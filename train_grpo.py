@@ -12,9 +12,10 @@ completions of each with the KV-cache engine at `temperature`, reward them, turn
 advantages within each group, then take num_iterations clipped policy-gradient steps on the batch.
 
 The knobs
-  task_weights       {type: weight} of the problem mix, or None ("auto"): measure the start checkpoint's
-                     greedy accuracy per type on fresh problems and weight each type by its error
-                     rate, at least auto_weight_floor, so practice goes where the answers are wrong
+  task_weights       {type: weight} of the problem mix, or None ("auto"): answer sft_val greedily with the
+                     start checkpoint and give each digit-count cell of each type (3-digit minus 3-digit,
+                     ...) the share of that type's validation errors it holds, so practice goes where the
+                     answers are wrong (a cell's error rate counts as at least auto_weight_floor)
   scale_rewards      "group": (r - group mean) / group std (GRPO); "batch": divide by the batch's std;
                      "none": r - group mean (Dr. GRPO: the std division favours too-easy and too-hard prompts)
   loss_type          "grpo": token mean per completion, then mean (a long completion's tokens count less);
@@ -30,6 +31,9 @@ The knobs
   format_reward      bonus for the canonical <think>...</think>N<|end|> form, given only with a correct
                      answer: otherwise the policy could earn it by formatting wrong answers
   entropy_coef_*     entropy bonus, decayed linearly from start to end over max_iters
+  sft_coef           + sft_coef x the NLL of sft_batch_size worked solutions of sft_train.jsonl in every update
+                     (InstructGPT's PPO-ptx): solved problems give all-equal rewards and so no gradient,
+                     and without an anchor the cells GRPO does not practise drift
 
 What is simplified, honestly
   - The reward looks at the final answer only; the worked steps are not checked (tasks.check_steps could).
@@ -49,6 +53,7 @@ import copy
 import os
 import random
 import time
+from collections import Counter
 
 import numpy as np
 import torch
@@ -57,11 +62,12 @@ import torch.nn.functional as F
 
 from common import (setup, wrap_model, teardown, get_lr, optimizer_step, save_checkpoint, load_checkpoint,
                     model_from_checkpoint, start_model, checkpoint_payload, check_tokenizer, MetricsLog,
-                    read_jsonl, read_meta, greedy_accuracy)
+                    read_jsonl, read_meta, greedy_accuracy, complete)
 from configurator import configure
 from model import generate, token_logprobs
-from tasks import has_canonical_format, is_correct, make_problem, problem_from_row, sample_problems
+from tasks import digit_cells, has_canonical_format, is_correct, make_problem, problem_from_row
 from tokenizer import get_tokenizer
+from train_sft import sft_batch
 
 # -----------------------------------------------------------------------------
 # defaults: the small laptop run (config/grpo_small.py says the same); config/*.py and --key=value override them
@@ -79,8 +85,7 @@ temperature = 1.0
 top_k = 0                            # 0: no top-k cut
 top_p = 1.0
 task_weights = None                  # None: "auto" (see above), or {type: weight}; left-out types get none
-auto_weight_floor = 0.005            # every type keeps at least this weight (an error rate) under "auto"
-auto_weight_problems = 200           # fresh problems per type for the "auto" accuracy
+auto_weight_floor = 0.005            # every cell keeps at least this error rate under "auto"
 dynamic_sampling = True
 max_sampling_rounds = 4
 truncated = "mask"                   # "mask" or "penalize"
@@ -94,6 +99,8 @@ epsilon_high = 0.28
 beta = 0.0                           # KL weight; 0: no reference model
 entropy_coef_start = 0.0
 entropy_coef_end = 0.0
+sft_coef = 0.0                       # 0: no SFT anchor
+sft_batch_size = 32
 # AdamW and its schedule (min_lr = learning_rate gives a constant rate)
 max_iters = 150
 learning_rate = 5e-5
@@ -194,9 +201,11 @@ def check_config():
                          ("truncated", ("mask", "penalize"))):
         if globals()[key] not in allowed:
             raise SystemExit(f"{key}={globals()[key]!r}; allowed: {', '.join(allowed)}")
+    if sft_coef < 0:
+        raise SystemExit(f"sft_coef must be >= 0, got {sft_coef}")
     if temperature <= 0:
         raise SystemExit(f"temperature={temperature}: GRPO needs sampling (> 0), or every group is identical")
-    for key in ("prompts_per_step", "max_sampling_rounds", "num_iterations", "max_new_tokens"):
+    for key in ("prompts_per_step", "max_sampling_rounds", "num_iterations", "max_new_tokens", "sft_batch_size"):
         if globals()[key] < 1:
             raise SystemExit(f"{key} must be >= 1, got {globals()[key]}")
     if task_weights is not None and not isinstance(task_weights, dict):
@@ -210,31 +219,51 @@ def held_out_prompts(data_dir):
 
 
 def check_weights(weights, task_digits):
+    """{type: weight} from the config -> {(type, cell): weight}, the type's weight split evenly over its
+    digit-count cells (as the data's generator draws them)."""
     unknown = [t for t in weights if t not in task_digits]
     if unknown or any(w < 0 for w in weights.values()) or not any(w > 0 for w in weights.values()):
         raise SystemExit(f"task_weights {weights!r}: need weights >= 0, one > 0, for types of the data in "
                          f"{data_dir} ({', '.join(task_digits)})")
-    return {t: float(w) for t, w in weights.items() if w > 0}
+    cells = {t: [cell for cell, _ in digit_cells(t, task_digits[t])] for t, w in weights.items() if w > 0}
+    return {(t, cell): float(weights[t]) / len(cells[t]) for t in cells for cell in cells[t]}
 
 
-def auto_weights(accuracy, floor):
-    """{type: max(1 - greedy accuracy, floor)}: practice in proportion to the mistakes, and a little on the
-    types already solved, which drift when they get no practice at all."""
-    return {t: max(1 - a, floor) for t, a in accuracy.items() if t != "overall"}
+def auto_weights(problems, correct, floor):
+    """{(type, cell): the cell's share of its type's problems x max(the cell's error rate, floor)}, from the
+    start checkpoint's greedy answers to validation problems. Mistakes cluster in a few cells (x+b=c fails
+    when c gets a 4th digit, a-b when both numbers have as many digits), so practice goes there; a type's
+    total is its error rate, and the floor keeps a little practice on what is solved, which drifts when it
+    gets none at all."""
+    n_type = Counter(p.type for p in problems)
+    n_cell = Counter((p.type, p.cell) for p in problems)
+    wrong = Counter((p.type, p.cell) for p, right in zip(problems, correct) if not right)
+    return {key: n / n_type[key[0]] * max(wrong[key] / n, floor) for key, n in n_cell.items()}
 
 
-def draw_problems(n, weights, task_digits, held_out, rng):
-    """n problems, types drawn by weight, none with a held-out prompt."""
-    types = list(weights)
+def describe_mix(weights):
+    """The task mix, one line per type: its share and its three heaviest cells."""
+    total = sum(weights.values())
+    by_type = {}
+    for (task_type, cell), w in weights.items():
+        by_type.setdefault(task_type, []).append((w / total, "x".join(map(str, cell))))
+    lines = sorted(((sum(w for w, _ in cells), t, sorted(cells)[::-1][:3]) for t, cells in by_type.items()), reverse=True)
+    return "\n".join(f"  {t} {share:.3f}: " + ", ".join(f"{c} {w:.3f}" for w, c in top) for share, t, top in lines)
+
+
+def draw_problems(n, weights, held_out, rng):
+    """n problems, (type, digit-count cell) drawn by weight, none with a held-out prompt."""
+    keys = list(weights)
     problems = []
-    for task_type in rng.choices(types, [weights[t] for t in types], k=n):
+    for task_type, cell in rng.choices(keys, [weights[k] for k in keys], k=n):
         for _ in range(1000):
-            problem = make_problem(task_type, rng, task_digits[task_type])
+            problem = make_problem(task_type, rng, tuple((d, d) for d in cell))
             if problem.prompt not in held_out:
                 problems.append(problem)
                 break
         else:
-            raise SystemExit(f"{task_type}: 1000 draws in a row were held-out prompts; widen its digits in the data")
+            raise SystemExit(f"{task_type} with {cell}-digit operands: 1000 draws in a row were held-out prompts; "
+                             "widen its digits in the data")
     return problems
 
 
@@ -250,7 +279,7 @@ def reward(problem, text, stopped):
 
 
 @torch.no_grad()
-def collect_batch(model, tok, rt, weights, task_digits, held_out, iter_num):
+def collect_batch(model, tok, rt, weights, held_out, iter_num):
     """The rollouts of one step: each round draws prompts_per_step problems and samples group_size
     completions of each in one batched generate (the prompt repeated group_size times). Without
     dynamic_sampling one round is kept whole; with it, only groups whose rewards differ, until
@@ -263,7 +292,7 @@ def collect_batch(model, tok, rt, weights, task_digits, held_out, iter_num):
         t0 = time.time()
         # rollouts depend only on (seed, rank, iteration, round): a resumed run samples what it would have
         round_seed = int(np.random.SeedSequence([seed, rt.rank, iter_num, round_idx]).generate_state(1)[0])
-        problems = draw_problems(prompts_per_step, weights, task_digits, held_out, random.Random(round_seed))
+        problems = draw_problems(prompts_per_step, weights, held_out, random.Random(round_seed))
         prompts = [tok.encode(p.prompt) for p in problems for _ in range(group_size)]
         with rt.autocast:
             gen = generate(model, prompts, max_new_tokens, temperature, top_k, top_p, stop_ids=(tok.end_id,),
@@ -336,8 +365,9 @@ def assemble(rows, device):
 # the update
 
 
-def policy_update(model, reference, optimizer, idx, mask, sample_logps, advantages, lr, entropy_coef, rt):
-    """num_iterations clipped policy-gradient steps on one batch. Returns the metrics averaged over them."""
+def policy_update(model, reference, optimizer, idx, mask, sample_logps, advantages, lr, entropy_coef, anchor, rt):
+    """num_iterations clipped policy-gradient steps on one batch, each with the SFT anchor's NLL on the
+    (x, y) batch anchor if it is not None. Returns the metrics averaged over the steps."""
     model.train()
     ref_logps = None
     if reference is not None:
@@ -355,6 +385,11 @@ def policy_update(model, reference, optimizer, idx, mask, sample_logps, advantag
                                   epsilon_high, beta, max_new_tokens)
         entropy = masked_entropy(logits if entropy_coef else logits.detach(), mask, temperature)
         (loss - entropy_coef * entropy).backward()
+        if anchor is not None:   # its own forward and backward: the gradients add up (DDP too: two all-reduces)
+            with rt.autocast:
+                sft_loss = model(*anchor)[1]
+            (sft_coef * sft_loss).backward()
+            metrics["sft_loss"] = sft_loss.item()
         metrics.update(loss=loss.item(), entropy=entropy.item(),
                        grad_norm=optimizer_step(model, optimizer, lr, grad_clip))
         for k, v in metrics.items():
@@ -394,6 +429,7 @@ def main():
         reference.eval().requires_grad_(False)
 
     held_out = held_out_prompts(data_dir)
+    sft_rows = read_jsonl(os.path.join(data_dir, "sft_train.jsonl"), ("prompt", "completion")) if sft_coef else []
     val_rows = read_jsonl(os.path.join(data_dir, "sft_val.jsonl"), ("Q", "A", "type"))
     eval_problems = [problem_from_row(r) for r in val_rows[:n_eval_problems]]
     if task_weights is not None:
@@ -401,18 +437,19 @@ def main():
     elif resuming:
         weights = ckpt["task_weights"]   # measured on the start checkpoint, not remeasured on a trained one
     else:
-        probe = sample_problems(task_digits, auto_weight_problems, random.Random(seed), exclude=held_out)
-        weights = auto_weights(greedy_accuracy(model, tok, probe, rt, max_new_tokens), auto_weight_floor)
+        val_problems = [problem_from_row(r) for r in val_rows]
+        texts, _ = complete(model, tok, [p.prompt for p in val_problems], rt, max_new_tokens)
+        correct = [is_correct(text, p.answer) for p, text in zip(val_problems, texts)]
+        weights = auto_weights(val_problems, correct, auto_weight_floor)
     del ckpt
 
     model, raw_model = wrap_model(model, rt)
     log = MetricsLog(out_dir, resume_iter=iter_num if resuming else None) if rt.master else None
     if rt.master:
-        total = sum(weights.values())
         print(f"{raw_model.num_params() / 1e6:.2f}M parameters from {ckpt_path}, reference: "
               f"{reference_from if beta > 0 else 'none (beta=0)'}, {prompts_per_step} prompts x {group_size} "
               f"completions per step, device {rt.device} ({rt.dtype}), {rt.world_size} process(es)")
-        print("task mix: " + ", ".join(f"{t} {w / total:.2f}" for t, w in weights.items()))
+        print("task mix (type share: heaviest digit-count cells)\n" + describe_mix(weights))
 
     t_start = time.time()
     while True:
@@ -431,7 +468,7 @@ def main():
             break
 
         t0 = time.time()
-        rows, stats = collect_batch(raw_model, tok, rt, weights, task_digits, held_out, iter_num)
+        rows, stats = collect_batch(raw_model, tok, rt, weights, held_out, iter_num)
         tokens_seen += sum(stats["lengths"]) * rt.world_size  # sampled tokens, across ranks
         check_filled(len(rows["rewards"]) // group_size, float(np.mean(stats["rewards"])), rt)
         advantages, _ = compute_advantages(torch.tensor(rows["rewards"]), group_size, scale_rewards)
@@ -439,8 +476,12 @@ def main():
         if truncated == "mask":
             mask &= torch.tensor(rows["stopped"], device=rt.device)[:, None]
         entropy_coef = entropy_coef_start + (entropy_coef_end - entropy_coef_start) * iter_num / max_iters
+        anchor = None
+        if sft_rows:
+            ix = np.random.default_rng([seed, rt.rank, iter_num, 1]).integers(len(sft_rows), size=sft_batch_size)
+            anchor = sft_batch(sft_rows, ix, tok, raw_model.config.block_size, rt.device)
         metrics = policy_update(model, reference, optimizer, idx, mask, sample_logps, advantages.to(rt.device),
-                                lr, entropy_coef, rt)
+                                lr, entropy_coef, anchor, rt)
         iter_num += 1
 
         if rt.master and iter_num % log_interval == 0:
@@ -453,7 +494,7 @@ def main():
                        truncated_frac=1 - float(np.mean(stats["stopped"])),
                        sample_tokens_per_s=sum(stats["lengths"]) / stats["seconds"],
                        sample_share=stats["seconds"] / dt, entropy_coef=entropy_coef)
-            kl_text = f"kl {metrics['kl']:.4f}, " if "kl" in metrics else ""
+            kl_text = "".join(f"{k} {metrics[k]:.4f}, " for k in ("kl", "sft_loss") if k in metrics)
             print(f"iter {iter_num}: reward {row['reward_mean']:.3f}, zero-std {row['zero_std_frac']:.2f}, "
                   f"dropped {row['dropped_frac']:.2f}, loss {metrics['loss']:.4f}, {kl_text}"
                   f"entropy {metrics['entropy']:.3f}, clip {metrics['clip_low']:.3f}/{metrics['clip_high']:.3f}, "

@@ -8,7 +8,6 @@ n_eval_problems = 70
 prompts_per_step = 4
 group_size = 4
 max_new_tokens = 64
-auto_weight_problems = 10
 max_sampling_rounds = 2
 # a tiny model gets every reward 0: every group has zero variance, so dynamic sampling would find none to keep
 dynamic_sampling = False

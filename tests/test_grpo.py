@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from common import checkpoint_payload, save_checkpoint
+from common import checkpoint_payload, load_checkpoint, model_from_checkpoint, save_checkpoint
 from model import GPT, GPTConfig, generate, token_logprobs
 from tasks import Problem, completion, make_problem
 from tokenizer import get_tokenizer
@@ -116,8 +116,11 @@ def test_drawn_problems_avoid_held_out_prompts():
     every = {make_problem("a_plus_b_q", rng, digits["a_plus_b_q"]).prompt for _ in range(5000)}
     assert len(every) == 100
     allowed = set(sorted(every)[:10])
-    problems = draw_problems(200, {"a_plus_b_q": 1.0}, digits, frozenset(every - allowed), random.Random(1))
+    problems = draw_problems(200, {("a_plus_b_q", (1, 1)): 1.0}, frozenset(every - allowed), random.Random(1))
     assert {p.prompt for p in problems} <= allowed
+    mix = draw_problems(400, {("a_minus_b_q", (3, 3)): 3.0, ("a_plus_b_q", (1, 2)): 1.0}, frozenset(), random.Random(2))
+    assert {(p.type, p.cell) for p in mix} == {("a_minus_b_q", (3, 3)), ("a_plus_b_q", (1, 2))}
+    assert 0.68 < sum(p.type == "a_minus_b_q" for p in mix) / len(mix) < 0.82
 
 
 def test_reward_format_bonus_only_with_a_right_answer_and_truncation_penalty(monkeypatch):
@@ -134,9 +137,25 @@ def test_reward_format_bonus_only_with_a_right_answer_and_truncation_penalty(mon
     assert module.reward(problem, canonical[:-len("<|end|>")], False) == 0
 
 
-def test_auto_weights_favour_types_the_model_gets_wrong():
-    weights = auto_weights({"a_plus_b_q": 1.0, "a_times_b_q": 0.75, "a_over_b_q": 0.95, "overall": 0.9}, 0.01)
-    assert weights == pytest.approx({"a_plus_b_q": 0.01, "a_times_b_q": 0.25, "a_over_b_q": 0.05})
+def test_auto_weights_put_practice_in_the_cells_that_hold_the_errors():
+    def problems(task_type, cell, n):
+        rng = random.Random(0)
+        return [make_problem(task_type, rng, tuple((d, d) for d in cell)) for _ in range(n)]
+    # a-b: 10 of 20 1-digit problems wrong, 0 of 80 2-digit ones; a+b: all 100 right
+    val = problems("a_minus_b_q", (1, 1), 20) + problems("a_minus_b_q", (2, 2), 80) + problems("a_plus_b_q", (1, 1), 100)
+    correct = [i % 2 == 1 for i in range(20)] + [True] * 180
+    weights = auto_weights(val, correct, 0.01)
+    assert weights == pytest.approx({("a_minus_b_q", (1, 1)): 0.2 * 0.5,     # share of a-b x error rate
+                                     ("a_minus_b_q", (2, 2)): 0.8 * 0.01,    # no errors: the floor
+                                     ("a_plus_b_q", (1, 1)): 1.0 * 0.01})
+    # a type's total is its error rate (10 of 100 a-b problems wrong), unless the floor lifts it
+
+
+def test_configured_task_weights_spread_evenly_over_the_cells():
+    module = importlib.import_module("train_grpo")
+    weights = module.check_weights({"a_times_b_q": 3, "a_plus_b_q": 0}, {"a_times_b_q": ((1, 3), (1, 1)),
+                                                                       "a_plus_b_q": ((1, 1), (1, 1))})
+    assert weights == {("a_times_b_q", (1, 1)): 1.0, ("a_times_b_q", (2, 1)): 1.0, ("a_times_b_q", (3, 1)): 1.0}
 
 
 # ---------------------------------------------------------------- end to end on a tiny random checkpoint
@@ -200,13 +219,29 @@ def test_end_to_end_then_resume(monkeypatch, data_dir, random_ckpt, tmp_path):
     assert set(read_log(out, "eval")[-1]["accuracy"]) >= {"overall", "a_plus_b_q"}
     ckpt = torch.load(out / "ckpt.pt", weights_only=True)
     assert ckpt["iter_num"] == 2 and ckpt["reference_from"] == str(random_ckpt)
-    assert set(ckpt["task_weights"]) == set(ckpt["accuracy"]) - {"overall"}
+    assert {t for t, _ in ckpt["task_weights"]} == set(ckpt["accuracy"]) - {"overall"}
 
     references.clear()
     run_grpo(monkeypatch, "--init_from=resume", "--max_iters=3", "--beta=0.04", *common, patch=record_reference)
     assert len(references) == 1 and references[0] is not None          # reloaded from reference_from
     train = read_log(out, "train")
     assert [r["iter"] for r in train] == [1, 2, 3] and "kl" not in train[0] and train[2]["kl"] >= 0
+
+
+def test_sft_anchor_adds_the_nll_of_worked_solutions(monkeypatch, data_dir, random_ckpt, tmp_path):
+    anchors, out = [], tmp_path / "grpo"
+
+    def record_anchor(module):
+        update = module.policy_update
+        module.policy_update = lambda *a: anchors.append(a[-2]) or update(*a)
+
+    run_grpo(monkeypatch, f"--init_from={random_ckpt}", f"--data_dir={data_dir}", f"--out_dir={out}",
+             "--dtype=float32", "--max_iters=1", "--sft_coef=0.5", "--sft_batch_size=8", patch=record_anchor)
+    (x, y), = anchors
+    assert x.shape[0] == 8 and (y[:, 0] == -1).all() and (y >= 0).any()   # scored: completion tokens only
+    start = model_from_checkpoint(load_checkpoint(str(random_ckpt)), "cpu")
+    # measured before the update's optimizer step: the start checkpoint's completion-token NLL
+    assert read_log(out, "train")[0]["sft_loss"] == pytest.approx(start(x, y)[1].item(), rel=1e-5)
 
 
 def test_dynamic_sampling_keeps_only_groups_whose_rewards_differ(monkeypatch, data_dir, random_ckpt, tmp_path):
@@ -235,6 +270,11 @@ def test_a_batch_that_never_fills_is_a_one_line_error(monkeypatch, data_dir, tmp
                                          r"too hard for this checkpoint"):
         run_grpo(monkeypatch, f"--init_from={ckpt}", f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'o'}",
                  "--task_weights={'a_plus_b_q': 1}", "--dynamic_sampling=True")
+
+
+def test_negative_sft_coef_is_a_one_line_error(monkeypatch):
+    with pytest.raises(SystemExit, match="sft_coef must be >= 0, got -1"):
+        run_grpo(monkeypatch, "--sft_coef=-1.0")
 
 
 def test_group_of_one_is_a_one_line_error(monkeypatch):

@@ -110,6 +110,18 @@ def test_make_problem_draws_digit_counts_uniformly():
     assert all(p.answer >= 0 for p in (make_problem(t, rng, WIDE[t]) for t in TASK_TYPES[4:] for _ in range(300)))
 
 
+def test_cell_is_the_digit_counts_the_problem_was_drawn_with():
+    rng = random.Random(9)
+    for task_type in TASK_TYPES:
+        for cell in [(1, 1), (1, 2), (3, 1), (2, 3)]:
+            for _ in range(50):
+                assert make_problem(task_type, rng, tuple((d, d) for d in cell)).cell == cell, (task_type, cell)
+    assert Problem("a_minus_b_q", "345-17=?", 328).cell == (3, 2)
+    assert Problem("a_over_b_q", "738/6=?", 123).cell == (1, 3)            # divisor, quotient
+    assert Problem("x_plus_b_eq_c_q", "x+345=1023, x=?", 678).cell == (3, 3)   # x, b: not c's 4 digits
+    assert Problem("b_minus_x_eq_c_q", "12-x=-333, x=?", 345).cell == (2, 3)
+
+
 def test_sample_problems_distinct_excluding_and_deterministic():
     digits = {"a_plus_b_q": ((1, 1), (1, 1)), "a_over_b_q": ((1, 1), (1, 1))}
     first = sample_problems(digits, 40, random.Random(4))
