@@ -247,7 +247,8 @@ def describe_mix(weights):
     by_type = {}
     for (task_type, cell), w in weights.items():
         by_type.setdefault(task_type, []).append((w / total, "x".join(map(str, cell))))
-    lines = sorted(((sum(w for w, _ in cells), t, sorted(cells)[::-1][:3]) for t, cells in by_type.items()), reverse=True)
+    lines = sorted(((sum(w for w, _ in cells), t, sorted(cells, reverse=True)[:3]) for t, cells in by_type.items()),
+                   reverse=True)
     return "\n".join(f"  {t} {share:.3f}: " + ", ".join(f"{c} {w:.3f}" for w, c in top) for share, t, top in lines)
 
 

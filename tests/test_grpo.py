@@ -142,7 +142,8 @@ def test_auto_weights_put_practice_in_the_cells_that_hold_the_errors():
         rng = random.Random(0)
         return [make_problem(task_type, rng, tuple((d, d) for d in cell)) for _ in range(n)]
     # a-b: 10 of 20 1-digit problems wrong, 0 of 80 2-digit ones; a+b: all 100 right
-    val = problems("a_minus_b_q", (1, 1), 20) + problems("a_minus_b_q", (2, 2), 80) + problems("a_plus_b_q", (1, 1), 100)
+    val = (problems("a_minus_b_q", (1, 1), 20) + problems("a_minus_b_q", (2, 2), 80)
+           + problems("a_plus_b_q", (1, 1), 100))
     correct = [i % 2 == 1 for i in range(20)] + [True] * 180
     weights = auto_weights(val, correct, 0.01)
     assert weights == pytest.approx({("a_minus_b_q", (1, 1)): 0.2 * 0.5,     # share of a-b x error rate
