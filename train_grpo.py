@@ -53,7 +53,6 @@ import copy
 import os
 import random
 import time
-from collections import Counter
 
 import numpy as np
 import torch
@@ -65,7 +64,8 @@ from common import (setup, wrap_model, teardown, get_lr, optimizer_step, save_ch
                     read_jsonl, read_meta, greedy_accuracy, complete)
 from configurator import configure
 from model import generate, token_logprobs
-from tasks import digit_cells, has_canonical_format, is_correct, make_problem, problem_from_row
+from task_mix import auto_weights, check_weights, describe_mix, draw_problems, held_out_prompts
+from tasks import has_canonical_format, is_correct, problem_from_row
 from tokenizer import get_tokenizer
 from train_sft import sft_batch
 
@@ -210,62 +210,6 @@ def check_config():
             raise SystemExit(f"{key} must be >= 1, got {globals()[key]}")
     if task_weights is not None and not isinstance(task_weights, dict):
         raise SystemExit(f"task_weights must be None (auto) or a dict {{type: weight}}, got {task_weights!r}")
-
-
-def held_out_prompts(data_dir):
-    """Every prompt of the evaluation splits: GRPO never trains on them."""
-    splits = ("sft_val", "test", "test_ood")
-    return frozenset(row["Q"] for s in splits for row in read_jsonl(os.path.join(data_dir, f"{s}.jsonl"), ("Q",)))
-
-
-def check_weights(weights, task_digits):
-    """{type: weight} from the config -> {(type, cell): weight}, the type's weight split evenly over its
-    digit-count cells (as the data's generator draws them)."""
-    unknown = [t for t in weights if t not in task_digits]
-    if unknown or any(w < 0 for w in weights.values()) or not any(w > 0 for w in weights.values()):
-        raise SystemExit(f"task_weights {weights!r}: need weights >= 0, one > 0, for types of the data in "
-                         f"{data_dir} ({', '.join(task_digits)})")
-    cells = {t: [cell for cell, _ in digit_cells(t, task_digits[t])] for t, w in weights.items() if w > 0}
-    return {(t, cell): float(weights[t]) / len(cells[t]) for t in cells for cell in cells[t]}
-
-
-def auto_weights(problems, correct, floor):
-    """{(type, cell): the cell's share of its type's problems x max(the cell's error rate, floor)}, from the
-    start checkpoint's greedy answers to validation problems. Mistakes cluster in a few cells (x+b=c fails
-    when c gets a 4th digit, a-b when both numbers have as many digits), so practice goes there; a type's
-    total is its error rate, and the floor keeps a little practice on what is solved, which drifts when it
-    gets none at all."""
-    n_type = Counter(p.type for p in problems)
-    n_cell = Counter((p.type, p.cell) for p in problems)
-    wrong = Counter((p.type, p.cell) for p, right in zip(problems, correct) if not right)
-    return {key: n / n_type[key[0]] * max(wrong[key] / n, floor) for key, n in n_cell.items()}
-
-
-def describe_mix(weights):
-    """The task mix, one line per type: its share and its three heaviest cells."""
-    total = sum(weights.values())
-    by_type = {}
-    for (task_type, cell), w in weights.items():
-        by_type.setdefault(task_type, []).append((w / total, "x".join(map(str, cell))))
-    lines = sorted(((sum(w for w, _ in cells), t, sorted(cells, reverse=True)[:3]) for t, cells in by_type.items()),
-                   reverse=True)
-    return "\n".join(f"  {t} {share:.3f}: " + ", ".join(f"{c} {w:.3f}" for w, c in top) for share, t, top in lines)
-
-
-def draw_problems(n, weights, held_out, rng):
-    """n problems, (type, digit-count cell) drawn by weight, none with a held-out prompt."""
-    keys = list(weights)
-    problems = []
-    for task_type, cell in rng.choices(keys, [weights[k] for k in keys], k=n):
-        for _ in range(1000):
-            problem = make_problem(task_type, rng, tuple((d, d) for d in cell))
-            if problem.prompt not in held_out:
-                problems.append(problem)
-                break
-        else:
-            raise SystemExit(f"{task_type} with {cell}-digit operands: 1000 draws in a row were held-out prompts; "
-                             "widen its digits in the data")
-    return problems
 
 
 def reward(problem, text, stopped):
@@ -434,7 +378,7 @@ def main():
     val_rows = read_jsonl(os.path.join(data_dir, "sft_val.jsonl"), ("Q", "A", "type"))
     eval_problems = [problem_from_row(r) for r in val_rows[:n_eval_problems]]
     if task_weights is not None:
-        weights = check_weights(task_weights, task_digits)
+        weights = check_weights(task_weights, task_digits, data_dir)
     elif resuming:
         weights = ckpt["task_weights"]   # measured on the start checkpoint, not remeasured on a trained one
     else:

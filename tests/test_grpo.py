@@ -14,7 +14,8 @@ from common import checkpoint_payload, load_checkpoint, model_from_checkpoint, s
 from model import GPT, GPTConfig, generate, token_logprobs
 from tasks import Problem, completion, make_problem
 from tokenizer import get_tokenizer
-from train_grpo import (assemble, auto_weights, compute_advantages, draw_problems, grpo_loss, k3_kl)
+from task_mix import auto_weights, check_weights, draw_problems
+from train_grpo import assemble, compute_advantages, grpo_loss, k3_kl
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -153,9 +154,8 @@ def test_auto_weights_put_practice_in_the_cells_that_hold_the_errors():
 
 
 def test_configured_task_weights_spread_evenly_over_the_cells():
-    module = importlib.import_module("train_grpo")
-    weights = module.check_weights({"a_times_b_q": 3, "a_plus_b_q": 0}, {"a_times_b_q": ((1, 3), (1, 1)),
-                                                                       "a_plus_b_q": ((1, 1), (1, 1))})
+    weights = check_weights({"a_times_b_q": 3, "a_plus_b_q": 0}, {"a_times_b_q": ((1, 3), (1, 1)),
+                                                                "a_plus_b_q": ((1, 1), (1, 1))}, "data/x")
     assert weights == {("a_times_b_q", (1, 1)): 1.0, ("a_times_b_q", (2, 1)): 1.0, ("a_times_b_q", (3, 1)): 1.0}
 
 
