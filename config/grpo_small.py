@@ -23,7 +23,7 @@ beta = 0.0
 # weak cells broke their neighbours (x*b=c with a 3-digit x: 3 -> 40 test errors); KL (beta=0.1) did not help
 sft_coef = 1.0
 # measured from the speedrun's DPO checkpoint on the 7,000 test problems (README, GRPO): x+b=c 95.9% -> 99.1%,
-# overall +0.4 [0.1, 0.7]; lr 2e-5 or 360 steps gained about as much on x+b=c, and nothing moved a-b
+# overall +0.4 [0.1, 0.7]; lr 2e-5 or 360 steps gained about as much on x+b=c; a-b needed 360 steps of a-b alone
 max_iters = 120
 learning_rate = 1.5e-5
 min_lr = 1.5e-5
