@@ -8,20 +8,22 @@ import os
 from collections import Counter
 
 from common import read_jsonl
-from tasks import digit_cells, make_problem
+from tasks import digit_cells, make_problem, problem_from_row
 
 
-def held_out_prompts(data_dir):
-    """Every prompt of the evaluation splits of data_dir: never practised."""
+def held_out_problems(data_dir):
+    """Every problem of the evaluation splits of data_dir: never practised."""
     splits = ("sft_val", "test", "test_ood")
-    return frozenset(row["Q"] for s in splits for row in read_jsonl(os.path.join(data_dir, f"{s}.jsonl"), ("Q",)))
+    return [problem_from_row(row) for s in splits
+            for row in read_jsonl(os.path.join(data_dir, f"{s}.jsonl"), ("Q", "A", "type"))]
 
 
 def check_weights(weights, task_digits, data_dir):
     """{type: weight} from the config -> {(type, cell): weight}, the type's weight split evenly over its
     digit-count cells (as the data's generator draws them)."""
     unknown = [t for t in weights if t not in task_digits]
-    if unknown or any(w < 0 for w in weights.values()) or not any(w > 0 for w in weights.values()):
+    numbers = all(type(w) in (int, float) for w in weights.values())
+    if unknown or not numbers or any(w < 0 for w in weights.values()) or not any(w > 0 for w in weights.values()):
         raise SystemExit(f"task_weights {weights!r}: need weights >= 0, one > 0, for types of the data in "
                          f"{data_dir} ({', '.join(task_digits)})")
     cells = {t: [cell for cell, _ in digit_cells(t, task_digits[t])] for t, w in weights.items() if w > 0}
@@ -30,14 +32,29 @@ def check_weights(weights, task_digits, data_dir):
 
 def auto_weights(problems, correct, floor):
     """{(type, cell): the cell's share of its type's problems x max(the cell's error rate, floor)}, from the
-    start checkpoint's greedy answers to validation problems. Mistakes cluster in a few cells (x+b=c fails
-    when c gets a 4th digit, a-b when both numbers have as many digits), so practice goes there; a type's
-    total is its error rate, and the floor keeps a little practice on what is solved, which drifts when it
-    gets none at all."""
+    start checkpoint's greedy answers to validation problems. A type's weights add up to its error rate,
+    and each cell holds the part of it that its own errors make up: mistakes cluster in a few cells (x+b=c
+    fails when c gets a 4th digit, a-b when both numbers have as many digits), so practice goes there. The
+    floor keeps a little practice on what is solved, which drifts when it gets none at all. A cell with no
+    validation problem gets no practice."""
     n_type = Counter(p.type for p in problems)
     n_cell = Counter((p.type, p.cell) for p in problems)
     wrong = Counter((p.type, p.cell) for p, right in zip(problems, correct) if not right)
     return {key: n / n_type[key[0]] * max(wrong[key] / n, floor) for key, n in n_cell.items()}
+
+
+def without_exhausted_cells(weights, held_out, task_digits):
+    """The mix less the cells whose every problem is held out (a small cell, e.g. the 100 sums of two
+    1-digit numbers, when the data held out a large share of each cell): nothing there can be practised."""
+    n_held_out = Counter((p.type, p.cell) for p in held_out)
+    size = {(t, cell): n for t, digits in task_digits.items() for cell, n in digit_cells(t, digits)}
+    exhausted = [key for key in weights if n_held_out[key] >= size[key]]
+    if len(exhausted) == len(weights):
+        raise SystemExit("every problem of the task mix is held out: regenerate the data with a lower "
+                         "held_out_max_share or fewer held-out problems")
+    if exhausted:
+        print(f"not practised, every problem held out: {', '.join(f'{t} {cell}' for t, cell in exhausted)}")
+    return {key: w for key, w in weights.items() if key not in exhausted}
 
 
 def describe_mix(weights):
@@ -63,5 +80,5 @@ def draw_problems(n, weights, held_out, rng):
                 break
         else:
             raise SystemExit(f"{task_type} with {cell}-digit operands: 1000 draws in a row were held-out prompts; "
-                             "widen its digits in the data")
+                             "give the data more problems outside its held-out splits")
     return problems

@@ -13,8 +13,8 @@ advantages within each group, then take num_iterations clipped policy-gradient s
 
 The knobs
   task_weights       {type: weight} of the problem mix, or None ("auto"): answer sft_val greedily with the
-                     start checkpoint and give each digit-count cell of each type (3-digit minus 3-digit,
-                     ...) the share of that type's validation errors it holds, so practice goes where the
+                     start checkpoint; each type weighs its error rate, split over its digit-count cells
+                     (3-digit minus 3-digit, ...) by where its errors are, so practice goes where the
                      answers are wrong (a cell's error rate counts as at least auto_weight_floor)
   scale_rewards      "group": (r - group mean) / group std (GRPO); "batch": divide by the batch's std;
                      "none": r - group mean (Dr. GRPO: the std division favours too-easy and too-hard prompts)
@@ -64,13 +64,14 @@ from common import (setup, wrap_model, teardown, get_lr, optimizer_step, save_ch
                     read_jsonl, read_meta, greedy_accuracy, complete)
 from configurator import configure
 from model import generate, token_logprobs
-from task_mix import auto_weights, check_weights, describe_mix, draw_problems, held_out_prompts
+from task_mix import (auto_weights, check_weights, describe_mix, draw_problems, held_out_problems,
+                      without_exhausted_cells)
 from tasks import has_canonical_format, is_correct, problem_from_row
 from tokenizer import get_tokenizer
 from train_sft import sft_batch
 
 # -----------------------------------------------------------------------------
-# defaults: the small laptop run (config/grpo_small.py says the same); config/*.py and --key=value override them
+# defaults; config/grpo_small.py is the small laptop run; config/*.py and --key=value override them
 out_dir = "out/grpo"
 data_dir = "data/small"
 init_from = "out/sft/ckpt.pt"        # an SFT or DPO checkpoint (also the KL reference), or "resume"
@@ -203,6 +204,8 @@ def check_config():
             raise SystemExit(f"{key}={globals()[key]!r}; allowed: {', '.join(allowed)}")
     if sft_coef < 0:
         raise SystemExit(f"sft_coef must be >= 0, got {sft_coef}")
+    if auto_weight_floor <= 0:
+        raise SystemExit(f"auto_weight_floor must be > 0 (every cell keeps a little practice), got {auto_weight_floor}")
     if temperature <= 0:
         raise SystemExit(f"temperature={temperature}: GRPO needs sampling (> 0), or every group is identical")
     for key in ("prompts_per_step", "max_sampling_rounds", "num_iterations", "max_new_tokens", "sft_batch_size"):
@@ -373,7 +376,8 @@ def main():
                      if resuming else copy.deepcopy(model))
         reference.eval().requires_grad_(False)
 
-    held_out = held_out_prompts(data_dir)
+    held_out_list = held_out_problems(data_dir)
+    held_out = frozenset(p.prompt for p in held_out_list)
     sft_rows = read_jsonl(os.path.join(data_dir, "sft_train.jsonl"), ("prompt", "completion")) if sft_coef else []
     val_rows = read_jsonl(os.path.join(data_dir, "sft_val.jsonl"), ("Q", "A", "type"))
     eval_problems = [problem_from_row(r) for r in val_rows[:n_eval_problems]]
@@ -381,11 +385,14 @@ def main():
         weights = check_weights(task_weights, task_digits, data_dir)
     elif resuming:
         weights = ckpt["task_weights"]   # measured on the start checkpoint, not remeasured on a trained one
+        if all(isinstance(key, str) for key in weights):   # written before the mix had cells: the same mix
+            weights = check_weights(weights, task_digits, data_dir)
     else:
         val_problems = [problem_from_row(r) for r in val_rows]
         texts, _ = complete(model, tok, [p.prompt for p in val_problems], rt, max_new_tokens)
         correct = [is_correct(text, p.answer) for p, text in zip(val_problems, texts)]
         weights = auto_weights(val_problems, correct, auto_weight_floor)
+    weights = without_exhausted_cells(weights, held_out_list, task_digits)
     del ckpt
 
     model, raw_model = wrap_model(model, rt)
@@ -423,7 +430,8 @@ def main():
         entropy_coef = entropy_coef_start + (entropy_coef_end - entropy_coef_start) * iter_num / max_iters
         anchor = None
         if sft_rows:
-            ix = np.random.default_rng([seed, rt.rank, iter_num, 1]).integers(len(sft_rows), size=sft_batch_size)
+            anchor_rng = np.random.default_rng([seed, rt.rank, iter_num, 0, 1])   # rollouts: [..., round]
+            ix = anchor_rng.integers(len(sft_rows), size=sft_batch_size)
             anchor = sft_batch(sft_rows, ix, tok, raw_model.config.block_size, rt.device)
         metrics = policy_update(model, reference, optimizer, idx, mask, sample_logps, advantages.to(rt.device),
                                 lr, entropy_coef, anchor, rt)
@@ -439,9 +447,9 @@ def main():
                        truncated_frac=1 - float(np.mean(stats["stopped"])),
                        sample_tokens_per_s=sum(stats["lengths"]) / stats["seconds"],
                        sample_share=stats["seconds"] / dt, entropy_coef=entropy_coef)
-            kl_text = "".join(f"{k} {metrics[k]:.4f}, " for k in ("kl", "sft_loss") if k in metrics)
+            extra_text = "".join(f"{k} {metrics[k]:.4f}, " for k in ("kl", "sft_loss") if k in metrics)
             print(f"iter {iter_num}: reward {row['reward_mean']:.3f}, zero-std {row['zero_std_frac']:.2f}, "
-                  f"dropped {row['dropped_frac']:.2f}, loss {metrics['loss']:.4f}, {kl_text}"
+                  f"dropped {row['dropped_frac']:.2f}, loss {metrics['loss']:.4f}, {extra_text}"
                   f"entropy {metrics['entropy']:.3f}, clip {metrics['clip_low']:.3f}/{metrics['clip_high']:.3f}, "
                   f"len {row['length_mean']:.1f}/{row['length_max']} (truncated {row['truncated_frac']:.2f}), "
                   f"time {dt * 1000:.0f}ms ({row['sample_share'] * 100:.0f}% sampling, "

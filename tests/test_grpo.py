@@ -14,7 +14,7 @@ from common import checkpoint_payload, load_checkpoint, model_from_checkpoint, s
 from model import GPT, GPTConfig, generate, token_logprobs
 from tasks import Problem, completion, make_problem
 from tokenizer import get_tokenizer
-from task_mix import auto_weights, check_weights, draw_problems
+from task_mix import auto_weights, check_weights, draw_problems, without_exhausted_cells
 from train_grpo import assemble, compute_advantages, grpo_loss, k3_kl
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
@@ -151,6 +151,16 @@ def test_auto_weights_put_practice_in_the_cells_that_hold_the_errors():
                                      ("a_minus_b_q", (2, 2)): 0.8 * 0.01,    # no errors: the floor
                                      ("a_plus_b_q", (1, 1)): 1.0 * 0.01})
     # a type's total is its error rate (10 of 100 a-b problems wrong), unless the floor lifts it
+
+
+def test_cells_whose_every_problem_is_held_out_leave_the_mix():
+    digits = {"a_plus_b_q": ((1, 2), (1, 1))}
+    sums = [Problem("a_plus_b_q", f"{a}+{b}=?", a + b) for a in range(10) for b in range(10)]   # all 100 of 1x1
+    weights = {("a_plus_b_q", (1, 1)): 1.0, ("a_plus_b_q", (2, 1)): 2.0}
+    assert without_exhausted_cells(weights, sums, digits) == {("a_plus_b_q", (2, 1)): 2.0}
+    assert without_exhausted_cells(weights, sums[:99], digits) == weights
+    with pytest.raises(SystemExit, match="every problem of the task mix is held out"):
+        without_exhausted_cells({("a_plus_b_q", (1, 1)): 1.0}, sums, digits)
 
 
 def test_configured_task_weights_spread_evenly_over_the_cells():
@@ -293,3 +303,7 @@ def test_unknown_task_weights_are_a_one_line_error(monkeypatch, data_dir, random
     with pytest.raises(SystemExit, match="task_weights .* need weights >= 0"):
         run_grpo(monkeypatch, f"--init_from={random_ckpt}", f"--data_dir={data_dir}", f"--out_dir={tmp_path}",
                  "--task_weights={'a_pluss_b': 1}")
+    with pytest.raises(SystemExit, match="task_weights .* need weights >= 0"):
+        check_weights({"a_plus_b_q": "1"}, {"a_plus_b_q": ((1, 1), (1, 1))}, "data/x")
+    with pytest.raises(SystemExit, match="auto_weight_floor must be > 0"):
+        run_grpo(monkeypatch, "--auto_weight_floor=0.0")
