@@ -430,7 +430,9 @@ def main():
         entropy_coef = entropy_coef_start + (entropy_coef_end - entropy_coef_start) * iter_num / max_iters
         anchor = None
         if sft_rows:
-            anchor_rng = np.random.default_rng([seed, rt.rank, iter_num, 0, 1])   # rollouts: [..., round]
+            # seeded by the step, so a resumed run fits the same anchor batches (a PCG64 stream of its own,
+            # apart from the rollouts' random.Random and torch generators)
+            anchor_rng = np.random.default_rng([seed, rt.rank, iter_num, 1])
             ix = anchor_rng.integers(len(sft_rows), size=sft_batch_size)
             anchor = sft_batch(sft_rows, ix, tok, raw_model.config.block_size, rt.device)
         metrics = policy_update(model, reference, optimizer, idx, mask, sample_logps, advantages.to(rt.device),
