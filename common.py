@@ -312,13 +312,18 @@ def complete(model, tok, prompts, rt, max_new_tokens, batch_size=500, temperatur
     return texts, generations
 
 
-def greedy_accuracy(model, tok, problems, rt, max_new_tokens, batch_size=500):
-    """Greedy exact-match accuracy per task type and overall, checked by tasks.is_correct
-    (the same check eval.py and the GRPO reward use)."""
+def greedy_correct(model, tok, problems, rt, max_new_tokens, batch_size=500):
+    """[is the greedy answer right?] per problem, checked by tasks.is_correct (the same check eval.py and
+    the GRPO reward use)."""
     texts, _ = complete(model, tok, [p.prompt for p in problems], rt, max_new_tokens, batch_size)
+    return [is_correct(text, problem.answer) for problem, text in zip(problems, texts)]
+
+
+def greedy_accuracy(model, tok, problems, rt, max_new_tokens, batch_size=500):
+    """Greedy exact-match accuracy per task type and overall."""
     by_type = {}
-    for problem, text in zip(problems, texts):
-        by_type.setdefault(problem.type, []).append(is_correct(text, problem.answer))
+    for problem, right in zip(problems, greedy_correct(model, tok, problems, rt, max_new_tokens, batch_size)):
+        by_type.setdefault(problem.type, []).append(right)
     acc = {t: sum(v) / len(v) for t, v in sorted(by_type.items())}
     acc["overall"] = sum(sum(v) for v in by_type.values()) / len(problems)
     return acc

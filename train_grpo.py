@@ -61,7 +61,7 @@ import torch.nn.functional as F
 
 from common import (setup, wrap_model, teardown, get_lr, optimizer_step, save_checkpoint, load_checkpoint,
                     model_from_checkpoint, start_model, checkpoint_payload, check_tokenizer, MetricsLog,
-                    read_jsonl, read_meta, greedy_accuracy, complete)
+                    read_jsonl, read_meta, greedy_accuracy, greedy_correct)
 from configurator import configure
 from model import generate, token_logprobs
 from task_mix import (auto_weights, check_weights, describe_mix, draw_problems, held_out_problems,
@@ -389,8 +389,7 @@ def main():
             weights = check_weights(weights, task_digits, data_dir)
     else:
         val_problems = [problem_from_row(r) for r in val_rows]
-        texts, _ = complete(model, tok, [p.prompt for p in val_problems], rt, max_new_tokens)
-        correct = [is_correct(text, p.answer) for p, text in zip(val_problems, texts)]
+        correct = greedy_correct(model, tok, val_problems, rt, max_new_tokens)
         weights = auto_weights(val_problems, correct, auto_weight_floor)
     weights = without_exhausted_cells(weights, held_out_list, task_digits)
     del ckpt
