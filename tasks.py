@@ -90,6 +90,11 @@ def problem_from_row(row):
         raise SystemExit(f"row A {row['A']!r} (Q {prompt!r}) must be an integer")
 
 
+def normalize_prompt(text):
+    """A typed-in prompt in the canonical form: no spaces, except the one in ', x=?' ("3 + 4 = ?" -> "3+4=?")."""
+    return re.sub(r"\s+", "", text).replace(",x=?", ", x=?")
+
+
 def parse_prompt(prompt):
     """The Problem a typed-in prompt states, its answer computed; None when the prompt is none of the
     task forms or has no integer answer (7/2=?). For eval.py's prompt files and sample.py."""
