@@ -5,13 +5,17 @@ Generate the synthetic datasets of every stage into data/<name>/:
     sft_train.jsonl, sft_val.jsonl  {"prompt", "completion", "Q", "A", "type"}
     pairs_train.jsonl, pairs_val.jsonl  {"prompt", "chosen", "rejected", "Q", "A", "type", "negative"}
     pairs_seed.jsonl                with --pair_format=seed: {"positive", "negative", "Q", "A", "type"}
-    test.jsonl, test_ood.jsonl      held-out problems, same distribution and longer operands
-    meta.json                       tokenizer, counts, the config, token counts
+    train_places.bin, val_places.bin  each token's digit place (np.uint16, places.py), for pos='coupled'
+    test.jsonl                      held-out problems, drawn like the training ones (a digit count first)
+    test_uniform.jsonl              held-out problems with operands uniform over all numbers of the box
+    test_length.jsonl               held-out problems by length, from 1 digit to twice the longest trained
+                                    operand, with a "length" field (tasks.problem_length)
+    meta.json                       tokenizer, the digit box, counts, the config, token counts
 
 $ python generate_pairs.py config/data_small.py
 $ python generate_pairs.py config/data_tiny.py --seed=7
 
-Held out by construction: test, test_ood and val are sampled first, then the
+Held out by construction: the test splits and val are sampled first, then the
 training problems excluding their prompts.
 """
 import json
@@ -24,8 +28,9 @@ from tqdm import tqdm
 
 from configurator import configure
 # only functions are imported by name: an imported string or tuple would become a config key
-from tasks import (completion, format_completion, is_correct, ood_task_digits, other_answers,
-                   sample_problems, solve, split_steps, validate_task_digits, worked_solution)
+from places import stream_places
+from tasks import (column_steps, completion, format_completion, is_correct, length_problems, other_answers,
+                   problem_length, sample_problems, solve, validate_task_digits, worked_solution)
 from tokenizer import get_tokenizer
 
 # -----------------------------------------------------------------------------
@@ -34,21 +39,22 @@ name = 'small'
 out_root = 'data'
 seed = 1337
 tokenizer = 'math'
+# the digit box: digit counts of the two generated operands of each type (tasks.py's table)
 tasks = {
     "a_plus_b_q": ((1, 3), (1, 3)),
     "a_minus_b_q": ((1, 3), (1, 3)),
-    "a_times_b_q": ((1, 3), (1, 1)),
-    "a_over_b_q": ((1, 1), (1, 3)),          # divisor, quotient
+    "a_times_b_q": ((1, 3), (1, 3)),
+    "a_over_b_q": ((1, 2), (1, 3)),          # divisor, quotient
     "x_plus_b_eq_c_q": ((1, 3), (1, 3)),     # x, b
     "b_minus_x_eq_c_q": ((1, 3), (1, 3)),    # b, x
-    "x_times_b_eq_c_q": ((1, 3), (1, 1)),    # x, b
+    "x_times_b_eq_c_q": ((1, 3), (1, 3)),    # x, b
 }
-ood_extra_digits = 1         # test_ood: the longer operand gets 1..this many digits more (a 1-digit multiplier or divisor stays)
-n_train_per_type = 6000      # the 1-digit multiplier/divisor types hold only ~8k problems, all splits together
+corner_share = 0.2           # training problems drawn from the hard corners (tasks.corner_problem)
+n_train_per_type = 6000
 n_val_per_type = 500
-n_test_per_type = 1000
-n_test_ood_per_type = 1000
-held_out_max_share = 0.2     # test, val: at most this share of each digit-count cell (e.g. the 100 1+1-digit sums)
+n_test_per_type = 1000       # test.jsonl and test_uniform.jsonl each
+n_length_per_type = 200      # test_length.jsonl: per type and length (fewer where a length holds fewer problems)
+held_out_max_share = 0.2     # held-out splits: at most this share of each digit-count cell (e.g. the 100 1+1-digit sums)
 worked = True                # completions with the <think> worked solution; False: the bare answer
 pairs_per_problem = 2        # preference pairs per training problem, each with the next negative kind in turn
 pair_format = 'pairs'        # 'pairs', or 'seed' to also write pairs_seed.jsonl
@@ -93,8 +99,8 @@ def rejected_completion(problem, kind, rng):
     if kind == "near_miss":
         answer = near_miss_answer(problem.answer, rng)
         return kind, format_completion(answer, worked_solution(problem) if worked else None)
-    # every column step and sum line changes the answer when slipped; headers (x=...:) hold no result
-    n_slots = sum(not s.endswith(":") for s in split_steps(worked_solution(problem)))
+    # every column step changes the answer when slipped; headers, comparisons and the run hold no result
+    n_slots = len(column_steps(worked_solution(problem)))
     text, answer = solve(problem, slip=(rng.randrange(n_slots), rng.choice((-1, 1))))
     return kind, format_completion(answer, text if worked else None)
 
@@ -127,8 +133,10 @@ def seed_rows(problems, rng):
     return rows
 
 
-def sft_rows(problems):
+def sft_rows(problems, with_length=False):
+    """{prompt, completion, Q, A, type} per problem, and its length (tasks.problem_length) for test_length."""
     return [{"prompt": p.prompt, "completion": completion(p, worked), "Q": p.prompt, "A": str(p.answer), "type": p.type}
+            | ({"length": problem_length(p)} if with_length else {})
             for p in tqdm(problems, desc="completions", leave=False)]
 
 
@@ -139,9 +147,11 @@ def write_jsonl(path, rows):
 
 
 def write_bin(path, encoded, tok):
-    """Pretraining stream: every document followed by <|endoftext|>. Returns the number of tokens."""
+    """Pretraining stream: every document followed by <|endoftext|>, and beside it (X_places.bin) each token's
+    digit place (places.py), which pos='coupled' models read. Returns the number of tokens."""
     ids = [i for prompt, completion in encoded for i in prompt + completion + [tok.eot_id]]
     np.array(ids, dtype=np.uint16).tofile(path)
+    np.array(stream_places(tok, ids), dtype=np.uint16).tofile(path.replace(".bin", "_places.bin"))
     return len(ids)
 
 
@@ -156,11 +166,11 @@ def longest(rows, encoded):
 
 def check_config(tok):
     validate_task_digits(tasks, "tasks")
-    for key in ("n_train_per_type", "n_val_per_type", "n_test_per_type", "n_test_ood_per_type"):
+    for key in ("n_train_per_type", "n_val_per_type", "n_test_per_type", "n_length_per_type"):
         if globals()[key] < 1:
             raise SystemExit(f"{key} must be >= 1, got {globals()[key]}")
-    if ood_extra_digits < 1:
-        raise SystemExit(f"ood_extra_digits must be >= 1 (test_ood needs longer operands), got {ood_extra_digits}")
+    if not 0 <= corner_share <= 1:
+        raise SystemExit(f"corner_share must be in [0, 1], got {corner_share}")
     if not 0 < held_out_max_share <= 1:
         raise SystemExit(f"held_out_max_share must be in (0, 1], got {held_out_max_share}")
     if not 1 <= pairs_per_problem <= 4:
@@ -171,16 +181,29 @@ def check_config(tok):
         raise SystemExit(f"tokenizer {tokenizer!r} has {tok.vocab_size} tokens, too many for uint16 .bin files")
 
 
+def test_lengths(task_digits):
+    """The lengths test_length.jsonl measures: every trained length, one and two digits more, and twice the
+    longest trained operand."""
+    longest = max(hi for digits in task_digits.values() for _, hi in digits)
+    return sorted(set(range(1, longest + 3)) | {2 * longest})
+
+
 def sample_splits(rng):
-    """Held-out splits first, then the training problems, which exclude every held-out prompt."""
-    test = sample_problems(tasks, n_test_per_type, rng, max_cell_share=held_out_max_share)
-    test_ood = sample_problems(ood_task_digits(tasks, ood_extra_digits), n_test_ood_per_type, rng)
-    held_out = {p.prompt for p in test + test_ood}
-    val = sample_problems(tasks, n_val_per_type, rng, exclude=held_out, max_cell_share=held_out_max_share)
-    train = sample_problems(tasks, n_train_per_type, rng, exclude=held_out | {p.prompt for p in val})
-    rng.shuffle(train)   # mix the types in the training files
-    rng.shuffle(val)
-    return {"train": train, "val": val, "test": test, "test_ood": test_ood}
+    """Held-out splits first, then the training problems, which exclude every held-out prompt. Each held-out
+    split excludes the ones before it, so that no problem is counted twice."""
+    held_out, splits = set(), {}
+    for split, draw in (("test", lambda: sample_problems(tasks, n_test_per_type, rng, held_out, held_out_max_share)),
+                        ("test_uniform", lambda: sample_problems(tasks, n_test_per_type, rng, held_out,
+                                                                  held_out_max_share, uniform=True)),
+                        ("test_length", lambda: [p for length in test_lengths(tasks) for p in length_problems(
+                            tasks, length, n_length_per_type, rng, held_out, held_out_max_share)]),
+                        ("val", lambda: sample_problems(tasks, n_val_per_type, rng, held_out, held_out_max_share))):
+        splits[split] = draw()
+        held_out |= {p.prompt for p in splits[split]}
+    splits["train"] = sample_problems(tasks, n_train_per_type, rng, held_out, corner_share=corner_share)
+    rng.shuffle(splits["train"])   # mix the types in the training files
+    rng.shuffle(splits["val"])
+    return splits
 
 
 def first_wrong_step(prompt, chosen, rejected):
@@ -252,11 +275,13 @@ def main():
     out_dir = os.path.join(out_root, name)
     os.makedirs(out_dir, exist_ok=True)
 
-    meta = {"tokenizer": tok.name, "vocab_size": tok.vocab_size, "worked": worked,
+    meta = {"tokenizer": tok.name, "vocab_size": tok.vocab_size, "worked": worked, "box": tasks,
             "counts": {s: {t: sum(p.type == t for p in ps) for t in tasks} for s, ps in splits.items()},
+            "length_counts": {t: {str(n): sum(p.type == t and problem_length(p) == n for p in splits["test_length"])
+                                  for n in test_lengths(tasks)} for t in tasks},
             "tokens": {}, "max_completion_tokens": {}, "max_document_tokens": {}, "config": config}
     for split, problems in splits.items():
-        rows = sft_rows(problems)
+        rows = sft_rows(problems, with_length=split == "test_length")
         encoded = [(tok.encode(r["prompt"]), tok.encode(r["completion"])) for r in rows]   # as SFT will see them
         meta["max_completion_tokens"][split], meta["max_document_tokens"][split] = longest(rows, encoded)
         if split in ("train", "val"):

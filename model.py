@@ -26,7 +26,7 @@ class GPTConfig:
     n_embd: int = 768
     dropout: float = 0.0
     bias: bool = True           # biases in Linear layers and LayerNorm, as in GPT-2
-    pos: str = "learned"        # "learned" (GPT-2) or "rope"
+    pos: str = "learned"        # "learned" (GPT-2), "rope", or "coupled": RoPE by position and by digit place
     norm: str = "layernorm"     # "layernorm" or "rmsnorm"
     mlp: str = "gelu"           # "gelu" (GPT-2) or "swiglu"
     qk_norm: bool = False       # normalise queries and keys per head before attention
@@ -34,7 +34,7 @@ class GPTConfig:
     rope_theta: float = 10000.0
 
     def __post_init__(self):
-        allowed = {"pos": ("learned", "rope"), "norm": ("layernorm", "rmsnorm"), "mlp": ("gelu", "swiglu")}
+        allowed = {"pos": ("learned", "rope", "coupled"), "norm": ("layernorm", "rmsnorm"), "mlp": ("gelu", "swiglu")}
         for key, options in allowed.items():
             if getattr(self, key) not in options:
                 raise SystemExit(f"model config: {key}={getattr(self, key)!r}; allowed: {', '.join(options)}")
@@ -42,12 +42,31 @@ class GPTConfig:
         if self.n_embd % self.n_head or self.n_head % self.n_kv_head:
             raise SystemExit(f"model config: n_embd ({self.n_embd}) must divide by n_head ({self.n_head}) "
                              f"and n_head by n_kv_head ({self.n_kv_head})")
+        if self.pos == "coupled" and (self.n_embd // self.n_head) % 4:
+            raise SystemExit(f"model config: pos='coupled' splits each head's rotary pairs in two halves, so the "
+                             f"head size {self.n_embd // self.n_head} must divide by 4")
 
 
 def make_norm(config, dim):
     if config.norm == "rmsnorm":
         return nn.RMSNorm(dim, eps=1e-5)
     return nn.LayerNorm(dim, bias=config.bias)
+
+
+def rope_angles(n_pairs, length, theta, max_freq=1.0):
+    """cos and sin (length, n_pairs) of the rotary angles p * freq_k for positions p < length, frequencies
+    from max_freq down to max_freq / theta."""
+    inv_freq = max_freq / theta ** (torch.arange(n_pairs).float() / n_pairs)
+    angles = torch.outer(torch.arange(length).float(), inv_freq)
+    return angles.cos(), angles.sin()
+
+
+# pos='coupled' rotates half of each head's pairs by the token's digit place (places.py). A place difference d
+# should look less alike the larger d is, as far as numbers go, so the fastest place frequency turns by at
+# most pi/16 a place: a pair at 2 radians would see place 1 and place 4 as alike (cos 6 ~ cos 0), and a
+# model that trained on 3-digit numbers would confuse columns 3 apart in 6-digit ones.
+PLACE_MAX_FREQ = math.pi / 16
+PLACE_THETA = 100.0
 
 
 def apply_rope(x, cos, sin):
@@ -89,6 +108,10 @@ class KVCache:
         self.k[layer, :, :, self.pos:end] = k
         self.v[layer, :, :, self.pos:end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def keep(self, rows):
+        """Keep only the batch rows where rows (B,) is True."""
+        self.k, self.v = self.k[:, rows], self.v[:, rows]
 
 
 class CausalSelfAttention(nn.Module):
@@ -178,10 +201,14 @@ class GPT(nn.Module):
             self.transformer.wpe = nn.Embedding(config.block_size, config.n_embd)
         else:
             hd = config.n_embd // config.n_head
-            inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, hd, 2).float() / hd))
-            angles = torch.outer(torch.arange(config.block_size).float(), inv_freq)  # (block_size, hd/2)
-            self.register_buffer("rope_cos", angles.cos(), persistent=False)
-            self.register_buffer("rope_sin", angles.sin(), persistent=False)
+            n_pairs = hd // 4 if config.pos == "coupled" else hd // 2       # pairs turned by the position
+            cos, sin = rope_angles(n_pairs, config.block_size, config.rope_theta)   # (block_size, n_pairs)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+            if config.pos == "coupled":   # the other half: by place; a place is at most the block's length
+                cos, sin = rope_angles(hd // 4, config.block_size, PLACE_THETA, PLACE_MAX_FREQ)
+                self.register_buffer("place_cos", cos, persistent=False)
+                self.register_buffer("place_sin", sin, persistent=False)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.lm_head.weight = self.transformer.wte.weight
@@ -205,9 +232,10 @@ class GPT(nn.Module):
             n -= self.transformer.wpe.weight.numel()
         return n
 
-    def forward(self, idx, targets=None, positions=None, attn_mask=None, kv_cache=None):
+    def forward(self, idx, targets=None, positions=None, attn_mask=None, kv_cache=None, places=None):
         """idx (B, T) token ids. positions (B, T) defaults to 0..T-1 (the engine passes its own for
         left-padded rows). attn_mask (B, 1, T, S) bool, True = may attend; None = plain causal.
+        places (B, T): each token's digit place (places.py), needed by pos='coupled' and only by it.
         Returns logits (B, T, vocab) and, with targets (B, T; -1 = ignore), the mean cross-entropy."""
         B, T = idx.size()
         if positions is None:
@@ -220,8 +248,17 @@ class GPT(nn.Module):
         rope = None
         if self.config.pos == "learned":
             x = x + self.transformer.wpe(positions)
-        else:
+        elif self.config.pos == "rope":
             rope = (self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1))  # (B, 1, T, hd/2)
+        else:
+            if places is None or places.shape != idx.shape:
+                raise SystemExit("pos='coupled' needs the digit place of every token: pass places= (B, T) "
+                                 "from places.py")
+            if int(places.max()) >= self.config.block_size:
+                raise SystemExit(f"digit place {int(places.max())} is past block_size {self.config.block_size}")
+            cos = torch.cat([self.rope_cos[positions], self.place_cos[places]], dim=-1)    # (B, T, hd/2)
+            sin = torch.cat([self.rope_sin[positions], self.place_sin[places]], dim=-1)
+            rope = (cos.unsqueeze(1), sin.unsqueeze(1))                                   # (B, 1, T, hd/2)
         x = self.transformer.drop(x)
         for block in self.transformer.h:
             x = block(x, rope, attn_mask, kv_cache)
@@ -331,24 +368,35 @@ def sample_next(logits, temperature, top_k, top_p, generator):
 
 @torch.no_grad()
 def generate(model, prompts, max_new_tokens, temperature=0.0, top_k=0, top_p=1.0, stop_ids=(),
-             pad_id=0, generator=None, use_cache=True):
+             pad_id=0, generator=None, use_cache=True, trackers=None):
     """Batched sampling from token-list prompts of different lengths. Prompts are left-padded; pad
     positions are masked out of attention and real tokens get positions 0, 1, ... as if unpadded, so a
     row's output does not depend on its neighbours. With use_cache the prefix is run once and each step
     feeds one token per row; without, the whole sequence is recomputed every step (the reference the
-    cache is tested against)."""
+    cache is tested against). pos='coupled' needs trackers: a places.PlaceTracker per prompt, which gives
+    the prompt's places and the place of each token as it is sampled.
+    Rows that stopped leave the batch (and the KV cache) once a quarter of it has stopped: a batch of
+    rollouts ends when its longest row does, and decoding the finished rows to then would be waste."""
     device = next(model.parameters()).device
+    coupled = model.config.pos == "coupled"
+    if coupled and (trackers is None or len(trackers) != len(prompts)):
+        raise SystemExit("pos='coupled' generates with one places.PlaceTracker per prompt (trackers=)")
     idx, valid = left_pad(prompts, pad_id, device)   # (B, P)
     B, P = idx.shape
     if P + max_new_tokens > model.config.block_size:
         raise SystemExit(f"a prompt of {P} tokens plus max_new_tokens={max_new_tokens} exceeds "
                          f"block_size {model.config.block_size}")
     positions = (valid.cumsum(dim=1) - 1).clamp(min=0)  # (B, P)
+    places = left_pad([t.prompt for t in trackers], 0, device)[0] if coupled else None   # (B, P)
     stop = torch.tensor(list(stop_ids) or [-1], device=device)
     cache = KVCache(model.config.n_layer, P + max_new_tokens) if use_cache else None
-    out_tokens, out_logprobs, out_mask = [], [], []
-    done = torch.zeros(B, dtype=torch.bool, device=device)
-    step_idx, step_pos = idx, positions
+    tokens = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    logprobs = torch.zeros(B, max_new_tokens, device=device)
+    stopped = torch.zeros(B, dtype=torch.bool, device=device)
+    rows = torch.arange(B, device=device)            # the original row of each row in the batch
+    running = torch.ones(B, dtype=torch.bool, device=device)
+    n_new = torch.zeros(B, dtype=torch.long, device=device)
+    step_idx, step_pos, step_places = idx, positions, places
     for t in range(max_new_tokens):
         S = P + t  # tokens so far
         # query i (at absolute column S - Tq + i) may see valid keys at columns <= its own, and always itself
@@ -357,22 +405,39 @@ def generate(model, prompts, max_new_tokens, temperature=0.0, top_k=0, top_p=1.0
         q_cols = torch.arange(S - Tq, S, device=device)
         causal = cols[None, :] <= q_cols[:, None]                        # (Tq, S)
         attn_mask = (causal[None] & valid[:, None, :]) | (cols[None, None, :] == q_cols[None, :, None])
-        logits, _ = model(step_idx, positions=step_pos, attn_mask=attn_mask.unsqueeze(1), kv_cache=cache)
-        logits = logits[:, -1].float()                                   # (B, vocab)
+        logits, _ = model(step_idx, positions=step_pos, attn_mask=attn_mask.unsqueeze(1), kv_cache=cache,
+                          places=step_places)
+        logits = logits[:, -1].float()                                   # (b, vocab)
         next_id = sample_next(logits, temperature, top_k, top_p, generator)
         logp = (logits / (temperature or 1.0)).log_softmax(-1).gather(1, next_id[:, None]).squeeze(1)
-        next_id = torch.where(done, pad_id, next_id)                     # finished rows are padded
-        out_tokens.append(next_id); out_logprobs.append(logp); out_mask.append(~done)
-        done = done | torch.isin(next_id, stop)
+        live = rows[running]
+        tokens[live, t] = next_id[running]
+        logprobs[live, t] = logp[running]
+        n_new[live] += 1
+        finished = running & torch.isin(next_id, stop)
+        stopped[rows[finished]] = True
+        running &= ~finished
         next_pos = step_pos[:, -1:] + 1
-        valid = torch.cat([valid, torch.ones(B, 1, dtype=torch.bool, device=device)], dim=1)
+        valid = torch.cat([valid, torch.ones(len(rows), 1, dtype=torch.bool, device=device)], dim=1)
+        if coupled:
+            ids = next_id.tolist()
+            next_places = torch.tensor([[trackers[r].push(ids[i]) if on else 0] for i, (r, on)
+                                        in enumerate(zip(rows.tolist(), running.tolist()))], device=device)
         if use_cache:
             step_idx, step_pos = next_id[:, None], next_pos
+            step_places = next_places if coupled else None
         else:
             step_idx = torch.cat([step_idx, next_id[:, None]], dim=1)
             step_pos = torch.cat([step_pos, next_pos], dim=1)
-        if bool(done.all()):
+            step_places = torch.cat([step_places, next_places], dim=1) if coupled else None
+        if not bool(running.any()):
             break
-    return Generation(tokens=torch.stack(out_tokens, 1), logprobs=torch.stack(out_logprobs, 1),
-                      mask=torch.stack(out_mask, 1), stopped=done)
-
+        if 4 * int(running.sum()) <= 3 * len(rows):                      # compact: drop the stopped rows
+            keep = running
+            rows, running, valid, step_idx, step_pos = rows[keep], running[keep], valid[keep], step_idx[keep], step_pos[keep]
+            step_places = step_places[keep] if coupled else None
+            if cache is not None:
+                cache.keep(keep)
+    N = int(n_new.max()) if B else 0
+    mask = torch.arange(N, device=device)[None, :] < n_new[:, None]    # (B, N)
+    return Generation(tokens=tokens[:, :N], logprobs=logprobs[:, :N], mask=mask, stopped=stopped)

@@ -1,6 +1,6 @@
 """
 The math tasks: the one place that defines them, used by data generation,
-evaluation and RL alike (prompts, worked solutions, answer extraction, checks).
+evaluation and RL alike (prompts, sampling, worked solutions, answer extraction, checks).
 
 Seven task types. Each is generated from two operands whose digit counts are
 configured as ((lo, hi), (lo, hi)), in this order:
@@ -14,24 +14,23 @@ configured as ((lo, hi), (lo, hi)), in this order:
     b_minus_x_eq_c_q   b-x=c, x=?      b, x                    x  (c may be < 0)
     x_times_b_eq_c_q   x*b=c, x=?      x, b                    x
 
-Numbers are >= 0, except that a divisor (b in a/b and in x*b=c) is >= 2 and the
-quotient of a/b is >= 1, so that every division is exact and not trivial.
+Numbers are >= 0, except that a divisor (b in a/b and in x*b=c) is >= 1, so that
+every division is exact (0 and 1 are operands like any other: 0*7, 75/1, 0/7, x*1=75).
 A digit count is drawn uniformly first and then a number with that many digits
-(1-digit numbers are 0-9), so that short numbers are as common as long ones.
+(1-digit numbers are 0-9), so that short numbers are as common as long ones; a
+share of the problems are drawn from the hard corners on purpose (corner_problem).
 
-A completion is <think>worked solution</think>answer<|end|>. The worked
-solution is a list of true equations, one per column, least significant digit
-first (division goes from the most significant digit, as by hand):
+A completion is <think>worked solution</think>answer<|end|>. The worked solution
+(worked.py) is a list of true equations, one column a step, ending with the
+result's digits units first after a '|'; the answer reads them backwards:
 
-    345+678=?     5+8+0=13,4+7+1=12,3+6+1=10                      -> 1023
-    345-178=?     5-8-0+10=7,4-7-1+10=6,3-1-1=1  (+10 = borrowed ten) -> 167
-    345-678=?     -(678-345):8-5-0=3,7-4-0=3,6-3-0=3              -> -333
-    345*7=?       5*7+0=35,4*7+3=31,3*7+3=24                      -> 2415
-    345*67=?      345*7:...;345*6:...;2415+20700=23115            -> 23115
-    738/6=?       7/6=1r1,13/6=2r1,18/6=3r0                       -> 123
-    x+345=1023    x=1023-345: then the subtraction steps
-    12-x=-333     x=12+333: then the addition steps  (x=345-12: when c >= 0)
-    x*7=2415      x=2415/7: then the division steps
+    345+678=?     5+8+0=13,4+7+1=12,3+6+1=10|3201                 -> 1023
+    808-814=?     8=8,0<1:4-8-0+10=6,1-0-1=0,8-8-0=0|600          -> -6
+    345*67=?      *7:5*7+0+0=35,...;*6:5*6+1+0=31,...|51132       -> 23115
+    738/6=?       7-1*6=1,13-2*6=1,18-3*6=0|321                   -> 123
+    x+345=1023    x=c-b: then the subtraction steps of 1023-345
+    12-x=-333     x=b-c: then the addition steps of 12+333  (subtraction when c >= 0)
+    x*7=2415      x=c/b: then the division steps of 2415/7
 """
 import math
 import re
@@ -40,6 +39,8 @@ from decimal import Decimal
 from itertools import product
 
 from tokenizer import END, END_THINK, THINK
+from worked import (add_steps, column_and_carry, div_steps, is_true, minus_steps, mul_steps, run_value, split_steps,
+                    sub_steps)
 
 TASK_TYPES = ("a_plus_b_q", "a_minus_b_q", "a_times_b_q", "a_over_b_q",
               "x_plus_b_eq_c_q", "b_minus_x_eq_c_q", "x_times_b_eq_c_q")
@@ -53,7 +54,7 @@ _PROMPT_RE = {
     "b_minus_x_eq_c_q": re.compile(r"(\d+)-x=(-?\d+), x=\?"),
     "x_times_b_eq_c_q": re.compile(r"x\*(\d+)=(\d+), x=\?"),
 }
-_MIN_VALUE = {"a_over_b_q": (2, 1), "x_times_b_eq_c_q": (0, 2)}  # smallest generated operands; others (0, 0)
+_MIN_VALUE = {"a_over_b_q": (1, 0), "x_times_b_eq_c_q": (0, 1)}  # smallest generated operands; others (0, 0)
 _PLAIN_OP = {"a_plus_b_q": "+", "a_minus_b_q": "-", "a_times_b_q": "*", "a_over_b_q": "/"}
 
 
@@ -93,6 +94,11 @@ def problem_from_row(row):
 def normalize_prompt(text):
     """A typed-in prompt in the canonical form: no spaces, except the one in ', x=?' ("3 + 4 = ?" -> "3+4=?")."""
     return re.sub(r"\s+", "", text).replace(",x=?", ", x=?")
+
+
+def prompt_type(prompt):
+    """The task type whose form the prompt has, or None."""
+    return next((t for t, pattern in _PROMPT_RE.items() if pattern.fullmatch(prompt)), None)
 
 
 def parse_prompt(prompt):
@@ -143,52 +149,130 @@ def make_problem(task_type, rng, digits):
     return _build(task_type, u, v)
 
 
-def sample_problems(task_digits, n_per_type, rng, exclude=frozenset(), max_cell_share=1.0):
-    """n_per_type distinct problems of every type in task_digits, none with a prompt in exclude.
-    max_cell_share < 1 caps the share of each digit-count cell (e.g. all 1-digit + 1-digit sums)
-    that this call takes, so that held-out splits do not swallow the small cells whole."""
+def uniform_problem(task_type, rng, digits):
+    """One random problem whose generated operands are uniform over all the numbers digits allow (so that
+    most of them have the most digits), as a user who types any numbers would draw them."""
+    mins = _MIN_VALUE.get(task_type, (0, 0))
+    u, v = (rng.randint(_number_range(lo, m)[0], 10 ** hi - 1) for (lo, hi), m in zip(digits, mins))
+    return _build(task_type, u, v)
+
+
+def corner_problem(task_type, rng, digits):
+    """A problem from a hard corner of its type, or None for a type without one: a-b with both numbers as
+    long and sharing their leading digits (808-814: the comparison is decided late), and x+b=c where c has
+    a digit more than x (x = c-b borrows through to a top digit that x does not have)."""
+    (lo0, hi0), (lo1, hi1) = digits
+    if task_type == "a_minus_b_q" and max(lo0, lo1) <= min(hi0, hi1):
+        n = rng.randint(max(lo0, lo1), min(hi0, hi1))
+        a = str(rng.randint(*_number_range(n, 0)))
+        shared = rng.randint(1, n) if n > 1 else 0
+        return _build(task_type, int(a), int(a[:shared] + "".join(rng.choice("0123456789") for _ in a[shared:])))
+    if task_type == "x_plus_b_eq_c_q" and lo1 <= hi0:
+        nx = rng.randint(max(lo0, lo1), hi0)
+        b = rng.randint(max(1, _number_range(lo1, 0)[0]), 10 ** min(hi1, nx) - 1)
+        return _build(task_type, rng.randint(max(_number_range(nx, 0)[0], 10 ** nx - b), 10 ** nx - 1), b)
+    return None
+
+
+# which generated operand grows with the length of a problem: a divisor or a multiplier stays as long as
+# in training (the divisor is written whole in every division step); the other types grow both
+_GROWS = {"a_over_b_q": (False, True), "x_times_b_eq_c_q": (True, False)}
+
+
+def problem_length(problem):
+    """The length of a problem: the digits of its longest operand that grows (_GROWS), e.g. the quotient's
+    digits for a/b. Accuracy by length is measured on this."""
+    grows = _GROWS.get(problem.type, (True, True))
+    return max(d for d, g in zip(problem.cell, grows) if g)
+
+
+def length_cells(task_type, digits, length):
+    """The digit-count cells of problems of this length: the growing operands up to `length` digits, one of
+    them exactly `length`; a divisor stays in its trained digits, and so does the shorter factor of a*b."""
+    grows = _GROWS.get(task_type, (True, True))
+    ranges = [range(lo, length + 1) if g else range(lo, hi + 1) for (lo, hi), g in zip(digits, grows)]
+    cells = [c for c in product(*ranges) if max(d for d, g in zip(c, grows) if g) == length]
+    if task_type == "a_times_b_q":
+        cells = [c for c in cells if min(c) <= min(hi for _, hi in digits)]
+    return cells
+
+
+def _distinct(draw, n, exclude, caps, what, at_most=False):
+    """n distinct problems from draw(), none with a prompt in exclude, at most caps[cell] of each digit-count
+    cell; with at_most, as many as can be found up to n (small cells hold few problems)."""
+    problems, taken, counts = [], set(), {}
+    for _ in range(100 * n + 10_000):   # enough unless exclude or the caps leave too few
+        if len(problems) == n:
+            break
+        p = draw()
+        if p is None or p.prompt in taken or p.prompt in exclude or counts.get(p.cell, 0) >= caps[p.cell]:
+            continue
+        taken.add(p.prompt)
+        counts[p.cell] = counts.get(p.cell, 0) + 1
+        problems.append(p)
+    if len(problems) < n and not at_most:
+        raise SystemExit(f"{what}: found only {len(problems)} of {n} distinct problems outside the held-out ones: "
+                         "lower n_*_per_type or widen the digits")
+    return problems
+
+
+def _caps(task_type, digits, share, cells=None):
+    sizes = dict(digit_cells(task_type, digits))
+    return {cell: max(1, int(share * sizes[cell])) for cell in (cells or sizes)}
+
+
+def sample_problems(task_digits, n_per_type, rng, exclude=frozenset(), max_cell_share=1.0, corner_share=0.0,
+                    uniform=False):
+    """n_per_type distinct problems of every type in task_digits, none with a prompt in exclude: a digit
+    count first, then a number with that many digits, or (uniform) numbers uniform over the whole range;
+    a corner_share of them from corner_problem. max_cell_share < 1 caps the share of each digit-count cell
+    (e.g. all 1-digit + 1-digit sums) that this call takes, so held-out splits do not swallow small cells."""
     problems = []
     for task_type in (t for t in TASK_TYPES if t in task_digits):
         digits = task_digits[task_type]
-        caps = {cell: max(1, int(max_cell_share * size)) for cell, size in digit_cells(task_type, digits)}
+        caps = _caps(task_type, digits, max_cell_share)
         if n_per_type > sum(caps.values()):
             raise SystemExit(f"{task_type} with digits {digits} has only {sum(caps.values())} distinct problems"
                              f"{' in reach' if max_cell_share < 1 else ''}, {n_per_type} asked for: "
                              "lower n_*_per_type or widen the digits")
-        taken, counts = set(), dict.fromkeys(caps, 0)
-        for _ in range(100 * n_per_type + 10_000):   # enough unless exclude leaves too few
-            if len(taken) == n_per_type:
-                break
-            cell = tuple(rng.randint(lo, hi) for lo, hi in digits)
-            if counts[cell] >= caps[cell]:
-                continue
-            p = make_problem(task_type, rng, tuple((d, d) for d in cell))
-            if p.prompt not in taken and p.prompt not in exclude:
-                taken.add(p.prompt)
-                counts[cell] += 1
-                problems.append(p)
-        if len(taken) < n_per_type:
-            raise SystemExit(f"{task_type} with digits {digits}: found only {len(taken)} of {n_per_type} distinct "
-                             "problems outside the held-out ones: lower n_*_per_type or widen the digits")
+
+        def draw():
+            if corner_share and rng.random() < corner_share:
+                return corner_problem(task_type, rng, digits)
+            return (uniform_problem if uniform else make_problem)(task_type, rng, digits)
+        problems += _distinct(draw, n_per_type, exclude, caps, f"{task_type} with digits {digits}")
     return problems
 
 
-def ood_task_digits(task_digits, extra):
-    """Longer operands, same format: the longer operand gets hi+1..hi+extra digits (so every OOD problem is
-    longer than any training problem) and the other one up to hi+extra, except a one-digit multiplier or
-    divisor, which stays one digit: a two-digit one would need a step format the model never saw."""
-    def longer(digits):
-        (lo0, hi0), (lo1, hi1) = digits
-        grow = lambda lo, hi: (lo, hi) if hi == 1 else (lo, hi + extra)
-        if hi0 >= hi1:
-            return (hi0 + 1, hi0 + extra), grow(lo1, hi1)
-        return grow(lo0, hi0), (hi1 + 1, hi1 + extra)
-    return {t: longer(digits) for t, digits in task_digits.items()}
+def length_problems(task_digits, length, n_per_type, rng, exclude=frozenset(), max_cell_share=1.0):
+    """Up to n_per_type distinct problems of every type whose length (problem_length) is `length`: a cell of
+    length_cells first, then numbers with its digit counts. Short lengths hold fewer problems (there are
+    100 sums of two 1-digit numbers), so a type may get fewer; the counts are in the data's meta.json."""
+    problems = []
+    for task_type in (t for t in TASK_TYPES if t in task_digits):
+        cells = length_cells(task_type, task_digits[task_type], length)
+        wide = tuple((min(c[k] for c in cells), max(c[k] for c in cells)) for k in range(2))
+        caps = _caps(task_type, wide, max_cell_share, cells)
+        draw = lambda: make_problem(task_type, rng, tuple((d, d) for d in rng.choice(cells)))
+        problems += _distinct(draw, n_per_type, exclude, caps, f"{task_type} of length {length}", at_most=True)
+    return problems
+
+
+def outside_box(problem, task_digits):
+    """Why a problem lies outside the digit box a model trained on (task_digits, as the data's meta.json
+    records it), or None: an operand with more digits than training ever showed."""
+    digits = task_digits.get(problem.type)
+    if digits is None:
+        return f"{problem.type} was not in the training data"
+    names = {"a_over_b_q": ("divisor", "quotient")}.get(problem.type, ("first operand", "second operand"))
+    longer = [f"{name} has {d} digits (trained on up to {hi})"
+              for d, (_, hi), name in zip(problem.cell, digits, names) if d > hi]
+    return "; ".join(longer) or None
 
 
 def validate_task_digits(task_digits, key_name):
     """Exit with a one-line message if task_digits is not {task_type: ((lo, hi), (lo, hi))} with 1 <= lo <= hi.
-    (Division is built from divisor and quotient, so any valid digit counts give exact, non-trivial problems.)"""
+    (Division is built from divisor and quotient, so any valid digit counts give exact problems.)"""
     if not isinstance(task_digits, dict) or not task_digits:
         raise SystemExit(f"{key_name} must be a non-empty dict {{task_type: ((lo, hi), (lo, hi))}}, "
                          f"got {task_digits!r}")
@@ -206,92 +290,9 @@ def validate_task_digits(task_digits, key_name):
                 raise SystemExit(f"{key_name}[{task_type!r}]: the {name} operand's digits {(lo, hi)} must have "
                                  "1 <= lo <= hi")
 
+
 # -----------------------------------------------------------------------------
-# worked solutions. Each step writer returns (text, value). slip=(step, delta) adds delta to the
-# result of one step and carries the error on, which is how corrupted-step negatives are made.
-
-
-def _slipped(value, i, slip):
-    if slip is None or slip[0] != i:
-        return value
-    return value + slip[1] if value + slip[1] >= 0 else value + 1
-
-
-def _digits(n):
-    return [int(c) for c in reversed(str(n))]   # least significant first
-
-
-def _add_steps(a, b, slip=None):
-    da, db = _digits(a), _digits(b)
-    steps, carry, total = [], 0, 0
-    for i in range(max(len(da), len(db))):
-        x, y = (da[i] if i < len(da) else 0), (db[i] if i < len(db) else 0)
-        s = _slipped(x + y + carry, i, slip)
-        steps.append(f"{x}+{y}+{carry}={s}")
-        total += s % 10 * 10 ** i
-        carry = s // 10
-    return ",".join(steps), total + carry * 10 ** len(steps)
-
-
-def _sub_steps(a, b, slip=None):
-    # needs a >= b. A column that borrows adds the borrowed ten after its digits (5-8-0+10=7): written
-    # first (15-8-0=7), the model would have to decide the borrow before writing the digits it depends
-    # on. Measured on the small pipeline: a-b 95.2% -> 97.5%, x+b=c 97.6% -> 100% after SFT
-    db = _digits(b)
-    steps, borrow, total = [], 0, 0
-    for i, x in enumerate(_digits(a)):
-        y = db[i] if i < len(db) else 0
-        need = int(x - y - borrow < 0)
-        d = _slipped(10 * need + x - y - borrow, i, slip)
-        steps.append(f"{x}-{y}-{borrow}{'+10' * need}={d}")
-        total += d * 10 ** i
-        borrow = need
-    return ",".join(steps), total
-
-
-def _minus_steps(a, b, slip=None):
-    if a >= b:
-        return _sub_steps(a, b, slip)
-    text, value = _sub_steps(b, a, slip)
-    return f"-({b}-{a}):{text}", -value
-
-
-def _mul_digit_steps(a, d, slip=None):
-    steps, carry, total = [], 0, 0
-    for i, x in enumerate(_digits(a)):
-        p = _slipped(x * d + carry, i, slip)
-        steps.append(f"{x}*{d}+{carry}={p}")
-        total += p % 10 * 10 ** i
-        carry = p // 10
-    return ",".join(steps), total + carry * 10 ** len(steps)
-
-
-def _mul_steps(a, b, slip=None):
-    if b < 10:
-        return _mul_digit_steps(a, b, slip)
-    # one block per digit of b, then the sum of the shifted partial products
-    n, blocks, partials = len(str(a)), [], []
-    for j, d in enumerate(_digits(b)):
-        text, p = _mul_digit_steps(a, d, slip and (slip[0] - j * n, slip[1]))
-        blocks.append(f"{a}*{d}:{text}")
-        partials.append(p * 10 ** j)
-    total = _slipped(sum(partials), n * len(partials), slip)
-    return ";".join(blocks) + ";" + "+".join(map(str, partials)) + f"={total}", total
-
-
-def _div_steps(a, b, slip=None):
-    # exact division, most significant digit first, with the running remainder
-    steps, r, quotient = [], 0, 0
-    for i, c in enumerate(str(a)):
-        cur = 10 * r + int(c)
-        q, r = divmod(cur, b)
-        q = _slipped(q, i, slip)
-        steps.append(f"{cur}/{b}={q}r{r}")
-        quotient = 10 * quotient + q
-    return ",".join(steps), quotient
-
-
-_STEP_WRITERS = {"+": _add_steps, "-": _minus_steps, "*": _mul_steps, "/": _div_steps}
+# worked solutions: the steps are written by worked.py; here, which steps a problem needs
 
 
 def _apply(op, a, b):
@@ -308,30 +309,48 @@ def _plan(problem):
         return _PLAIN_OP[problem.type], u, v, False
     if problem.type == "x_plus_b_eq_c_q":          # x = c - b
         return "-", v, u, True
-    if problem.type == "b_minus_x_eq_c_q":         # x = b - c, written b + |c| when c < 0
+    if problem.type == "b_minus_x_eq_c_q":         # x = b - c, worked as b + |c| when c < 0
         return ("-", u, v, True) if v >= 0 else ("+", u, -v, True)
     return "/", v, u, True                         # x = c / b
 
 
+# an equation's worked solution starts by saying what it computes, in the prompt's letters
+_EQUATION_HEADER = {"x_plus_b_eq_c_q": ("c", "-", "b"), "b_minus_x_eq_c_q": ("b", "-", "c"),
+                    "x_times_b_eq_c_q": ("c", "/", "b")}
+_WRITERS = {"+": add_steps, "-": sub_steps, "*": mul_steps, "/": div_steps}
+
+
 def solve(problem, op=None, slip=None):
-    """(worked solution, the answer it arrives at). op replaces the right operation by another
-    on the same numbers (wrong-operation negatives); slip corrupts one step (see _slipped)."""
+    """(worked solution, the answer it arrives at). op replaces the right operation by another on the same
+    numbers (wrong-operation negatives); slip corrupts one column step (worked.py)."""
     right_op, l, r, is_equation = _plan(problem)
     op = op or right_op
-    text, value = _STEP_WRITERS[op](l, r, slip)
-    return (f"x={l}{op}{r}:" if is_equation else "") + text, value
+    sign, header = 1, ""
+    if op == "-" and not (is_equation and l >= r):
+        text, run, sign = minus_steps(l, r, slip)    # compare first: the result may be negative
+    else:
+        text, run = _WRITERS[op](l, r, slip)
+    if is_equation:
+        left, symbol, right = _EQUATION_HEADER[problem.type]
+        header = f"x={left}{symbol if op == right_op else op}{right}:"
+    return f"{header}{text}|{''.join(map(str, run))}", sign * run_value(run)
 
 
 def other_answers(problem):
     """{op: answer} of the other operations on the numbers the worked solution uses."""
     right_op, l, r, _ = _plan(problem)
-    answers = {op: _apply(op, l, r) for op in _STEP_WRITERS if op != right_op}
+    answers = {op: _apply(op, l, r) for op in _WRITERS if op != right_op}
     return {op: a for op, a in answers.items() if a is not None}
 
 
 def worked_solution(problem):
     """The text between <think> and </think>."""
     return solve(problem)[0]
+
+
+def column_steps(worked_text):
+    """The column steps of a worked solution (not headers, comparisons or the run): what slip= indexes."""
+    return [s for s in split_steps(worked_text) if column_and_carry(s) is not None]
 
 
 def format_completion(answer, worked_text=None):
@@ -380,30 +399,17 @@ def is_correct(text, answer):
     return pred is not None and _to_decimal(pred) == Decimal(int(answer))
 
 
-def split_steps(worked_text):
-    """'x=1023-345:3-5-0+10=8,...' -> ['x=1023-345:', '3-5-0+10=8', ...]; a step ending in ':' is a header."""
-    return [s for s in re.split(r"(?<=:)|[,;]", worked_text) if s]
-
-
-def _is_true(step):
-    m = re.fullmatch(r"(\d+)/(\d+)=(\d+)r(\d+)", step)
-    if m:
-        n, b, q, r = map(int, m.groups())
-        return 0 <= r < b and q * b + r == n
-    m = re.fullmatch(r"(\d+(?:[+\-*]\d+)*)=(-?\d+)", step)
-    if not m:
-        return False
-    terms = re.findall(r"([+-]?)(\d+(?:\*\d+)*)", m.group(1))
-    value = sum((-1 if sign == "-" else 1) * math.prod(map(int, t.split("*"))) for sign, t in terms)
-    return value == int(m.group(2))
+def _is_claim(step):
+    """A step that states something true or false: a column step or a comparison (not a header or the run)."""
+    return column_and_carry(step) is not None or re.fullmatch(r"\d[<=>]\d:?", step) is not None
 
 
 def check_steps(problem, worked_text):
-    """Errors in a worked solution, [] if it is right: every step must be a true equation, and
-    the steps must be the canonical ones (a true step with a dropped carry is still wrong)."""
+    """Errors in a worked solution, [] if it is right: every step must be true (worked.is_true), and the
+    steps must be the canonical ones (a true step with a dropped carry is still wrong)."""
     reference = worked_solution(problem)
     got, want = split_steps(worked_text), split_steps(reference)
-    errors = [f"step {i + 1} {s!r} is false" for i, s in enumerate(got) if not s.endswith(":") and not _is_true(s)]
+    errors = [f"step {i + 1} {s!r} is false" for i, s in enumerate(got) if _is_claim(s) and not is_true(s)]
     if errors:
         return errors
     for i, (g, w) in enumerate(zip(got, want)):
@@ -414,20 +420,11 @@ def check_steps(problem, worked_text):
     return [] if worked_text == reference else ["the steps are right but not joined as in the canonical form"]
 
 
-def _column_and_carry(step):
-    """(column inputs, carry/borrow inputs) of a column step, or None for other steps."""
-    m = re.fullmatch(r"(\d+)/(\d+)=.*", step)
-    if m:
-        return (int(m.group(1)) % 10, m.group(2)), int(m.group(1)) // 10   # the carried-in remainder
-    m = re.fullmatch(r"(\d)([+\-*])(\d+)[+\-](\d+)(\+10)?=.*", step)
-    return (m.group(1, 2, 3), m.group(4, 5)) if m else None
-
-
 def _carry_error(problem, worked_text):
     """True if the first step that departs from the canonical one has the right digits but the wrong carry."""
     for g, w in zip(split_steps(worked_text), split_steps(worked_solution(problem))):
         if g != w:
-            gc, wc = _column_and_carry(g), _column_and_carry(w)
+            gc, wc = column_and_carry(g), column_and_carry(w)
             return gc is not None and wc is not None and gc[0] == wc[0] and gc[1] != wc[1]
     return False
 

@@ -4,4 +4,4 @@ name = 'tiny'
 n_train_per_type = 300
 n_val_per_type = 50
 n_test_per_type = 100
-n_test_ood_per_type = 100
+n_length_per_type = 20

@@ -1,0 +1,176 @@
+"""
+Worked solutions: the column steps that every completion writes between <think> and </think>.
+
+Every step is a true equation of bounded size, however long the numbers are: one digit of each number
+per column, so a longer number means more steps, never bigger ones. Columns go least significant digit
+first (the carry is known before it is needed), except in division, which goes from the most significant
+digit, as by hand. Each writer returns the steps and the *run*: the result's digits, units first, one
+per column (plus a final carry when there is one). The worked solution ends with the run after a '|',
+and the answer is the run read backwards (`1023` from `|3201`), without its leading zeros:
+
+    345+678      5+8+0=13,4+7+1=12,3+6+1=10|3201                         -> 1023
+    345-178      3>1:5-8-0+10=7,4-7-1+10=6,3-1-1=1|761                    -> 167
+    808-814      8=8,0<1:4-8-0+10=6,1-0-1=0,8-8-0=0|600                   -> -6
+    345*67       *7:5*7+0+0=35,4*7+0+3=31,3*7+0+3=24;*6:5*6+1+0=31,4*6+4+3=31,3*6+2+3=23|51132 -> 23115
+    1222/47      1-0*47=1,12-0*47=12,122-2*47=28,282-6*47=0|6200          -> 26
+
+- Subtraction first compares the numbers digit by digit from the top (`0<1`: a missing digit is 0) until
+  they differ, then subtracts the smaller from the larger; a borrowing column writes its borrowed ten
+  after its digits (`5-8-0+10=7`), so the borrow is decided after the digits it depends on are written.
+- Multiplication keeps a running sum and adds each partial product into it column by column: the block
+  `*6:` multiplies by the multiplier's digit 6, and its step `4*6+4+3=31` is multiplicand digit x
+  multiplier digit + the running sum's digit in that column + the carry. The multiplier is the shorter
+  number, so a long number makes the blocks longer, never more numerous.
+- Long division brings down one digit of the dividend per step and multiplies and subtracts:
+  `282-6*47=0` says the quotient digit is 6 and the remainder 0, which is less than the divisor.
+
+slip=(k, delta) adds delta to the result of the k-th column step (in division, to its quotient digit) and
+carries the error on through the later steps: that is how corrupted-step negatives are made. Compare steps
+are not column steps.
+"""
+import math
+import re
+
+
+def digits_of(n):
+    """[units, tens, ...] of n >= 0."""
+    return [int(c) for c in reversed(str(n))]
+
+
+def _at(ds, i):
+    return ds[i] if i < len(ds) else 0
+
+
+def _slipped(value, k, slip):
+    if slip is None or slip[0] != k:
+        return value
+    return value + slip[1] if value + slip[1] >= 0 else value + 1
+
+
+def add_steps(a, b, slip=None):
+    """a + b: 'x+y+carry=sum' per column."""
+    da, db = digits_of(a), digits_of(b)
+    steps, run, carry = [], [], 0
+    for i in range(max(len(da), len(db))):
+        x, y = _at(da, i), _at(db, i)
+        s = _slipped(x + y + carry, i, slip)
+        steps.append(f"{x}+{y}+{carry}={s}")
+        run.append(s % 10)
+        carry = s // 10
+    return ",".join(steps), run + digits_of(carry) * (carry > 0)
+
+
+def sub_steps(a, b, slip=None):
+    """a - b for a >= b: 'x-y-borrow=d', or 'x-y-borrow+10=d' in a column that borrows."""
+    db = digits_of(b)
+    steps, run, borrow = [], [], 0
+    for i, x in enumerate(digits_of(a)):
+        y = _at(db, i)
+        need = int(x - y - borrow < 0)
+        d = _slipped(10 * need + x - y - borrow, i, slip)
+        steps.append(f"{x}-{y}-{borrow}{'+10' * need}={d}")
+        run.append(d)
+        borrow = need
+    return ",".join(steps), run
+
+
+def compare_steps(a, b):
+    """'x=y,...' from the top column down to the first column where the digits differ ('0<1': a missing
+    digit is 0). Returns the steps and -1, 0 or 1 as a < b, a == b, a > b."""
+    da, db = digits_of(a), digits_of(b)
+    steps = []
+    for i in reversed(range(max(len(da), len(db)))):
+        x, y = _at(da, i), _at(db, i)
+        steps.append(f"{x}{'<' if x < y else '>' if x > y else '='}{y}")
+        if x != y:
+            return ",".join(steps), (x > y) - (x < y)
+    return ",".join(steps), 0
+
+
+def minus_steps(a, b, slip=None):
+    """a - b of any sign: compare, then the larger minus the smaller. Returns (text, run, sign)."""
+    compared, order = compare_steps(a, b)
+    text, run = sub_steps(*((a, b) if order >= 0 else (b, a)), slip)
+    return f"{compared}:{text}", run, (-1 if order < 0 else 1)
+
+
+def mul_steps(a, b, slip=None):
+    """a * b: a block per digit of the shorter number (the multiplier), each adding multiplicand x that
+    digit into the running sum, one column a step: 'n*d+r+carry=v', r the running sum's digit there."""
+    n, m = (a, b) if len(str(b)) <= len(str(a)) else (b, a)
+    dn = digits_of(n)
+    running = [0] * (len(dn) + len(str(m)))      # the running sum's digits, units first
+    blocks, k = [], 0
+    for j, d in enumerate(digits_of(m)):
+        steps, carry = [], 0
+        for i, x in enumerate(dn):
+            r = running[i + j]
+            v = _slipped(x * d + r + carry, k, slip)
+            k += 1
+            steps.append(f"{x}*{d}+{r}+{carry}={v}")
+            running[i + j], carry = v % 10, v // 10
+        running[len(dn) + j] = carry                # may be >= 10 only after a slip
+        blocks.append(f"*{d}:" + ",".join(steps))
+    top = running[-1]
+    run = running[:-1] + digits_of(top) * (top > 0)
+    return ";".join(blocks), run
+
+
+def div_steps(a, b, slip=None):
+    """a / b, exact: per digit of a from the top, 'current-q*b=remainder' with remainder < b; the current
+    number is the last remainder with the next digit brought down. The run is the quotient's digits."""
+    steps, quotient, r = [], [], 0
+    for k, c in enumerate(str(a)):
+        cur = 10 * r + int(c)
+        q, r = divmod(cur, b)
+        q = _slipped(q, k, slip)                     # a wrong quotient digit; the remainder stays right
+        steps.append(f"{cur}-{q}*{b}={r}")
+        quotient.append(q)
+    return ",".join(steps), [d for q in reversed(quotient) for d in digits_of(q)]
+
+
+def run_value(run):
+    return sum(d * 10 ** i for i, d in enumerate(run))
+
+
+# -----------------------------------------------------------------------------
+# reading worked solutions back: steps, their truth, their carries
+
+def split_steps(worked_text):
+    """'x=c-b:3-5-0+10=8,...|842' -> ['x=c-b:', '3-5-0+10=8', ..., '|842']: a step ending in ':' is a
+    header (or a compare step closing the comparison), '|...' is the run."""
+    return [s for s in re.split(r"(?<=:)|[,;]|(?=\|)", worked_text) if s]
+
+
+def is_true(step):
+    """Is a step a true statement: a comparison, an equation of sums and products, or a long-division step
+    whose remainder is below the divisor?"""
+    step = step.rstrip(":").split(":")[-1]          # '*7:5*7+0+0=35' -> '5*7+0+0=35'
+    m = re.fullmatch(r"(\d)([<=>])(\d)", step)
+    if m:
+        x, rel, y = int(m.group(1)), m.group(2), int(m.group(3))
+        return {"<": x < y, "=": x == y, ">": x > y}[rel]
+    m = re.fullmatch(r"(\d+)-(\d+)\*(\d+)=(\d+)", step)
+    if m:
+        cur, q, b, r = map(int, m.groups())
+        return b > 0 and cur - q * b == r and r < b
+    m = re.fullmatch(r"(\d+(?:[+\-*]\d+)*)=(-?\d+)", step)
+    if not m:
+        return False
+    terms = re.findall(r"([+-]?)(\d+(?:\*\d+)*)", m.group(1))
+    value = sum((-1 if sign == "-" else 1) * math.prod(map(int, t.split("*"))) for sign, t in terms)
+    return value == int(m.group(2))
+
+
+def column_and_carry(step):
+    """(column inputs, carry inputs) of a column step, or None for other steps: the carry (or borrow, or
+    the remainder brought into a division step) is what the column takes from the column before it."""
+    step = step.split(":")[-1]
+    m = re.fullmatch(r"(\d+)-(\d)\*(\d+)=.*", step)
+    if m:
+        return (int(m.group(1)) % 10, m.group(2), m.group(3)), int(m.group(1)) // 10
+    m = re.fullmatch(r"(\d)\*(\d)\+(\d)\+(\d)=.*", step)
+    if m:
+        return m.group(1, 2, 3), m.group(4)
+    m = re.fullmatch(r"(\d)([+\-])(\d)[+\-](\d)(\+10)?=.*", step)
+    return (m.group(1, 2, 3), m.group(4, 5)) if m else None
