@@ -61,12 +61,20 @@ def rope_angles(n_pairs, length, theta, max_freq=1.0):
     return angles.cos(), angles.sin()
 
 
-# pos='coupled' rotates half of each head's pairs by the token's digit place (places.py). A place difference d
-# should look less alike the larger d is, as far as numbers go, so the fastest place frequency turns by at
-# most pi/16 a place: a pair at 2 radians would see place 1 and place 4 as alike (cos 6 ~ cos 0), and a
-# model that trained on 3-digit numbers would confuse columns 3 apart in 6-digit ones.
-PLACE_MAX_FREQ = math.pi / 16
-PLACE_THETA = 100.0
+# pos='coupled' rotates half of each head's pairs by the token's digit place (places.py). The place frequencies
+# are k*pi/n for k = 1..n (n pairs): the sum of their cosines is n at a place difference of 0 and 0 or -1 at
+# every difference from 1 to 2n-1 (a Dirichlet kernel), so that "the digit in my column" is one sharp peak for
+# numbers up to 2n-1 digits long, not one that blurs into the neighbouring columns or repeats a few places on.
+PLACE_FREQS = "linear"
+
+
+def place_angles(n_pairs, length):
+    if PLACE_FREQS == "linear":
+        inv_freq = torch.arange(1, n_pairs + 1).float() * math.pi / n_pairs
+    else:
+        inv_freq = (math.pi / 16) / 100.0 ** (torch.arange(n_pairs).float() / n_pairs)
+    angles = torch.outer(torch.arange(length).float(), inv_freq)
+    return angles.cos(), angles.sin()
 
 
 def apply_rope(x, cos, sin):
@@ -206,7 +214,7 @@ class GPT(nn.Module):
             self.register_buffer("rope_cos", cos, persistent=False)
             self.register_buffer("rope_sin", sin, persistent=False)
             if config.pos == "coupled":   # the other half: by place; a place is at most the block's length
-                cos, sin = rope_angles(hd // 4, config.block_size, PLACE_THETA, PLACE_MAX_FREQ)
+                cos, sin = place_angles(hd // 4, config.block_size)
                 self.register_buffer("place_cos", cos, persistent=False)
                 self.register_buffer("place_sin", sin, persistent=False)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)

@@ -1,0 +1,174 @@
+"""Digit places (places.py) and the coupled position scheme that reads them (model.py, pos='coupled')."""
+import random
+
+import pytest
+import torch
+
+from model import GPT, GPTConfig, generate, token_logprobs
+from places import PlaceTracker, document_places, stream_places
+from tasks import TASK_TYPES, completion, length_cells, make_problem, parse_prompt
+from tokenizer import END_THINK, THINK, get_tokenizer
+
+TOK = get_tokenizer("math")
+BOX = {t: ((1, 2), (1, 3)) if t == "a_over_b_q" else ((1, 3), (1, 3)) for t in TASK_TYPES}
+
+
+def tokens_and_places(prompt):
+    p = parse_prompt(prompt)
+    ids = TOK.encode(p.prompt + completion(p))
+    return p, TOK.decode_tokens(ids), document_places(TOK, ids)
+
+
+def digit_at(n, place):
+    s = str(abs(n))
+    return s[-place] if place <= len(s) else "0"
+
+
+def test_documented_example():
+    _, tokens, places = tokens_and_places("345+678=?")
+    assert list(zip(tokens, places))[:12] == [("3", 3), ("4", 2), ("5", 1), ("+", 0), ("6", 3), ("7", 2), ("8", 1),
+                                              ("=", 0), ("?", 0), (THINK, 1), ("5", 1), ("+", 1)]
+    think_end = tokens.index(END_THINK)
+    assert places[think_end - 5:] == [1, 1, 2, 3, 4, 5, 4, 3, 2, 1, 0]   # |3201 </think>1023<|end|>
+
+
+def random_problems(n=60, lengths=range(1, 8)):
+    rng = random.Random(0)
+    for t in TASK_TYPES:
+        for length in lengths:
+            cells = length_cells(t, BOX[t], length)
+            for _ in range(n // len(lengths) + 1):
+                yield make_problem(t, rng, tuple((d, d) for d in rng.choice(cells)))
+
+
+def steps_with_places(tokens, places):
+    """(step text, place of its first token) for every step of the worked solution (between separators)."""
+    start, bar = tokens.index(THINK) + 1, tokens.index("|")
+    steps, current = [], []
+    for i in range(start, bar):
+        if tokens[i] in ",:;":
+            steps.append(current)
+            current = []
+        else:
+            current.append(i)
+    steps.append(current)
+    return [("".join(tokens[i] for i in step), places[step[0]]) for step in steps if step]
+
+
+def test_a_column_step_sits_at_the_place_of_the_digits_it_reads():
+    """The first digit of each addition and subtraction step is a digit of the numbers it works on at the
+    step's place, the multiplicand digit of block j's step sits j - 1 places below it, and the dividend digit
+    a division step brings down is at its place: attention finds them by place, at any length."""
+    checked = 0
+    for p in random_problems():
+        ids = TOK.encode(p.prompt + completion(p))
+        tokens, places = TOK.decode_tokens(ids), document_places(TOK, ids)
+        block = 0
+        for step, place in steps_with_places(tokens, places):
+            if step.startswith("*"):                  # a multiplication block: *d
+                block += 1
+                assert step[1] == digit_at(min(p.operands, key=lambda n: (len(str(n)), n == p.operands[0])), block)
+                assert place == block
+                continue
+            if not step[:1].isdigit() or step[1:2] in ("<", "=", ">"):
+                continue                              # headers (x=c-b) and compare steps
+            if p.type in ("a_over_b_q", "x_times_b_eq_c_q"):
+                dividend = p.operands[0] if p.type == "a_over_b_q" else p.operands[1]
+                assert step.split("-")[0][-1] == digit_at(dividend, place), (p, step, place)
+            elif p.type == "a_times_b_q":
+                multiplicand = max(p.operands, key=lambda n: (len(str(n)), n == p.operands[0]))
+                assert step[0] == digit_at(multiplicand, place - block + 1), (p, step, place)
+            else:
+                assert step[0] in {digit_at(n, place) for n in p.operands}, (p, step, place)
+            checked += 1
+    assert checked > 1000
+
+
+def test_run_and_answer_digits_sit_at_their_place_value():
+    for p in random_problems():
+        ids = TOK.encode(p.prompt + completion(p))
+        tokens, places = TOK.decode_tokens(ids), document_places(TOK, ids)
+        bar, end = tokens.index("|"), tokens.index(END_THINK)
+        for tok, place in zip(tokens[bar + 1:end], places[bar + 1:end]):
+            assert tok == digit_at(p.answer, place) or (tok == "0" and place > len(str(abs(p.answer)))), p
+        answer = [(t, q) for t, q in zip(tokens[end + 1:], places[end + 1:]) if t.isdigit()]
+        assert [q for _, q in answer] == list(range(len(str(abs(p.answer))), 0, -1)), p
+        assert all(t == digit_at(p.answer, q) for t, q in answer), p
+        assert places[end] == len(str(abs(p.answer))) + 1
+
+
+def test_multiplication_blocks_start_at_the_multiplier_digit_place():
+    _, tokens, places = tokens_and_places("345*67=?")
+    second = tokens.index(";")
+    assert (tokens[second + 2], places[second + 2]) == ("6", 2)       # *6: is 67's tens digit
+    assert places[second + 4] == 2                                  # its first step: column 2 of the result
+
+
+def test_a_tracker_token_by_token_equals_the_whole_stream():
+    rng = random.Random(1)
+    docs = [make_problem(rng.choice(TASK_TYPES), rng, ((1, 3), (1, 2))) for _ in range(50)]
+    ids = [i for p in docs for i in TOK.encode(p.prompt + completion(p)) + [TOK.eot_id]]
+    whole = stream_places(TOK, ids)
+    one_by_one = []
+    for p in docs:
+        prompt, rest = TOK.encode(p.prompt), TOK.encode(completion(p)) + [TOK.eot_id]
+        tracker = PlaceTracker(TOK, prompt)
+        one_by_one += tracker.prompt + [tracker.push(i) for i in rest]
+    assert whole == one_by_one
+
+
+def test_bare_answers_and_unknown_prompts_get_places_without_error():
+    ids = TOK.encode("17+19=?36<|end|>")
+    assert document_places(TOK, ids)[-3:] == [0, 0, 0]
+    tracker = PlaceTracker(TOK, TOK.encode("hello?"))
+    assert tracker.prompt == [0] * 6 and tracker.push(TOK.think_id) == 1
+
+
+# -----------------------------------------------------------------------------
+# the model with coupled positions
+
+def coupled_model():
+    torch.manual_seed(0)
+    return GPT(GPTConfig(block_size=96, vocab_size=TOK.vocab_size, n_layer=2, n_head=2, n_embd=32,
+                         pos="coupled")).eval()
+
+
+PROMPTS = ["345+678=?", "808-814=?", "7*345=?", "x*7=2415, x=?", "1222/47=?"]
+
+
+def run(model, prompts, **kw):
+    ids = [TOK.encode(p) for p in prompts]
+    return generate(model, ids, 40, stop_ids=(TOK.end_id,), trackers=[PlaceTracker(TOK, i) for i in ids], **kw)
+
+
+def test_coupled_kv_cache_equals_recomputation_and_padding_changes_nothing():
+    model = coupled_model()
+    cached, recomputed = run(model, PROMPTS), run(model, PROMPTS, use_cache=False)
+    assert torch.equal(cached.tokens, recomputed.tokens)
+    assert torch.allclose(cached.logprobs, recomputed.logprobs, atol=1e-5)
+    for i, prompt in enumerate(PROMPTS):
+        alone = run(model, [prompt])
+        n = int(alone.mask.sum())
+        assert torch.equal(alone.tokens[0, :n], cached.tokens[i, :n])
+
+
+def test_coupled_generation_logprobs_match_a_forward_pass_with_places():
+    model = coupled_model()
+    gen = run(model, PROMPTS[:1], temperature=1.0, generator=torch.Generator().manual_seed(0))
+    prompt = TOK.encode(PROMPTS[0])
+    completion_ids = gen.token_lists()[0]
+    ids = prompt + completion_ids
+    places = document_places(TOK, ids)
+    logits, _ = model(torch.tensor([ids]), places=torch.tensor([places]))
+    logps = token_logprobs(logits, torch.tensor([ids]))[0, len(prompt) - 1:]
+    assert torch.allclose(logps, gen.logprobs[0, :len(completion_ids)], atol=1e-4)
+
+
+def test_coupled_needs_places():
+    model = coupled_model()
+    with pytest.raises(SystemExit, match="places="):
+        model(torch.tensor([TOK.encode("1+1=?")]))
+    with pytest.raises(SystemExit, match="trackers="):
+        generate(model, [TOK.encode("1+1=?")], 5)
+    with pytest.raises(SystemExit, match="divide by 4"):
+        GPTConfig(n_embd=36, n_head=6, pos="coupled")
