@@ -327,3 +327,28 @@ def greedy_accuracy(model, tok, problems, rt, max_new_tokens, batch_size=500):
     acc = {t: sum(v) / len(v) for t, v in sorted(by_type.items())}
     acc["overall"] = sum(sum(v) for v in by_type.values()) / len(problems)
     return acc
+
+
+# -----------------------------------------------------------------------------
+# eval.py's accuracy table, also in the report card
+
+def percent(value, ci, sign=""):
+    return f"{100 * value:{sign}.1f} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+
+def markdown_table(results):
+    """Greedy accuracy (%) with 95% CIs: a row per task type and overall, a column per checkpoint, and
+    the paired difference last minus first when there are several."""
+    checkpoints = results["checkpoints"]
+    names = [c["name"] for c in checkpoints]
+    header = ["task", "n"] + names + ([f"delta ({names[-1]} - {names[0]})"] if "delta" in results else [])
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for group, m in checkpoints[0]["metrics"].items():
+        if group == "ungraded":
+            continue
+        cells = [group, str(m["n"])] + [percent(c["metrics"][group]["acc"], c["metrics"][group]["ci"])
+                                       for c in checkpoints]
+        if "delta" in results:
+            cells.append(percent(results["delta"][group]["diff"], results["delta"][group]["ci"], "+"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

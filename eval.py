@@ -24,11 +24,11 @@ import numpy as np
 import torch
 
 from common import (setup, load_checkpoint, model_from_checkpoint, check_tokenizer, read_jsonl, read_meta,
-                    encode_completions, check_prompt, complete)
+                    encode_completions, check_prompt, complete, markdown_table, percent)
 from configurator import configure
 from tasks import (Problem, completion, extract_answer, has_canonical_format, is_correct, parse_prompt,
                    problem_from_row, sample_problems)
-from tokenizer import get_tokenizer
+from tokenizer import get_tokenizer, token_label
 
 # -----------------------------------------------------------------------------
 # defaults; config/eval_small.py and --key=value override them
@@ -298,28 +298,6 @@ def paired_delta(first, last, problems, seed=1337):
     return out
 
 
-def percent(value, ci, sign=""):
-    return f"{100 * value:{sign}.1f} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
-
-
-def markdown_table(results):
-    """Greedy accuracy (%) with 95% CIs: a row per task type and overall, a column per checkpoint, and
-    the paired difference last minus first when there are several."""
-    checkpoints = results["checkpoints"]
-    names = [c["name"] for c in checkpoints]
-    header = ["task", "n"] + names + ([f"delta ({names[-1]} - {names[0]})"] if "delta" in results else [])
-    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
-    for group, m in checkpoints[0]["metrics"].items():
-        if group == "ungraded":
-            continue
-        cells = [group, str(m["n"])] + [percent(c["metrics"][group]["acc"], c["metrics"][group]["ci"])
-                                       for c in checkpoints]
-        if "delta" in results:
-            cells.append(percent(results["delta"][group]["diff"], results["delta"][group]["ci"], "+"))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def metrics_table(results):
     """The other overall numbers, a row per checkpoint."""
     rows = []
@@ -343,11 +321,6 @@ def checkpoint_names(paths):
     """The stage directory (out/sft/ckpt.pt -> sft) when that tells the checkpoints apart, else the path."""
     names = [os.path.basename(os.path.dirname(os.path.abspath(p))) for p in paths]
     return names if len(set(names)) == len(names) else paths
-
-
-def token_label(text, token_id, prob):
-    """text(id, p=0.97); control characters escaped, so that a stray newline cannot break the line."""
-    return f"{text.encode('unicode_escape').decode('ascii')}({token_id}, p={prob:.2f})"
 
 
 def format_transcript(name, t):

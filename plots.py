@@ -21,11 +21,11 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
+from batches import sft_batch
 from common import read_jsonl, read_meta
 from model import token_logprobs
 from tasks import Problem, classify_error
 from tokenizer import get_tokenizer
-from train_sft import sft_batch
 
 
 # -----------------------------------------------------------------------------
@@ -136,7 +136,7 @@ def lr_curve(out_dirs):
 
 
 def mask_picture(tok, prompt, completion):
-    """One SFT training row as train_sft.sft_batch builds it: the input tokens and, under each, the token it
+    """One SFT training row as batches.sft_batch builds it: the input tokens and, under each, the token it
     is trained to predict next. Pretraining scores every target; SFT only the completion's (the others are
     -1, ignored by the loss), so no gradient goes to predicting the prompt's random operands."""
     ids = tok.encode(prompt) + tok.encode(completion)

@@ -12,9 +12,8 @@ import platform
 
 import torch
 
-from common import load_checkpoint, model_from_checkpoint
+from common import load_checkpoint, markdown_table, model_from_checkpoint
 from configurator import configure
-from eval import markdown_table
 from plots import save_report_plots
 
 out_root = "out"

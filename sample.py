@@ -15,10 +15,9 @@ import torch
 
 from common import setup, load_checkpoint, model_from_checkpoint
 from configurator import configure
-from eval import token_label
 from model import KVCache, sample_next
 from tasks import extract_answer, is_correct, parse_prompt
-from tokenizer import get_tokenizer
+from tokenizer import get_tokenizer, token_label
 
 # -----------------------------------------------------------------------------
 ckpt = "out/sft/ckpt.pt"

@@ -23,13 +23,13 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 import tokenizer  # not `from tokenizer import END`: a str global would become a config key
+from batches import batch_rng
 from common import (setup, wrap_model, teardown, sync_context, check_grad_accum, get_lr, optimizer_step,
                     save_checkpoint, load_checkpoint, model_from_checkpoint, start_model, checkpoint_payload,
                     check_tokenizer, MetricsLog, read_jsonl, read_meta, encode_completions, greedy_accuracy)
 from configurator import configure
 from model import token_logprobs
 from tasks import problem_from_row
-from train_pretrain import batch_rng
 
 # -----------------------------------------------------------------------------
 # defaults: the small laptop run (config/dpo_small.py says the same); config/*.py and --key=value override them
@@ -127,7 +127,7 @@ def completion_logps(logits, idx, completion_mask):
 # -----------------------------------------------------------------------------
 # pairs: reading, checking, encoding, scoring
 
-def val_pairs_path(train_path):
+def val_pairs_path(train_path, data_dir):
     """Held-out pairs of the training kind: pairs_X_train.jsonl -> pairs_X_val.jsonl beside it when that
     exists (pairs_onpolicy_val.jsonl), else data_dir/pairs_val.jsonl (e.g. for pairs_seed.jsonl)."""
     folder, name = os.path.split(train_path)
@@ -207,7 +207,7 @@ def pair_logps(model, idx, completion_mask, rt):
 
 
 @torch.no_grad()
-def reference_table(reference, tok, pairs, block_size, rt):
+def reference_table(reference, tok, pairs, block_size, rt, batch_size):
     """Reference log-probs of every pair, (N, 2) = [chosen, rejected], computed once so that no
     reference model stays in memory. That is a forward pass over the whole pairs file: worth it on a
     GPU short of memory or for a run of an epoch or more, not for the small config, whose 200 steps
@@ -238,15 +238,16 @@ def reference_logps(reference, split, ix, idx, completion_mask, rt):
 # one batch of pairs, and the metrics
 
 
-def dpo_batch(model, reference, split, pairs, ix, tok, block_size, rt):
-    """The DPO loss of each pair in ix (B,), with grad, and the per-pair TRL metrics, detached."""
+def dpo_batch(model, reference, split, pairs, ix, tok, block_size, rt, loss_settings):
+    """The DPO loss of each pair in ix (B,), with grad, and the per-pair TRL metrics, detached.
+    loss_settings: dpo_loss's keyword arguments (beta, loss_type, label_smoothing, reference_free, rpo_alpha)."""
     idx, completion_mask = encode_pairs(tok, [pairs[i] for i in ix], block_size, rt.device)
     policy_chosen, policy_rejected = pair_logps(model, idx, completion_mask, rt)
     ref_chosen, ref_rejected = reference_logps(reference, split, ix, idx, completion_mask, rt)
     chosen_lengths, rejected_lengths = completion_mask.sum(dim=1).chunk(2)
     losses, chosen_rewards, rejected_rewards = dpo_loss(
-        policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta, loss_type, label_smoothing,
-        reference_free, chosen_lengths, rejected_lengths, rpo_alpha)
+        policy_chosen, policy_rejected, ref_chosen, ref_rejected, chosen_lengths=chosen_lengths,
+        rejected_lengths=rejected_lengths, **loss_settings)
     metrics = {"loss": losses.detach(), "rewards/chosen": chosen_rewards, "rewards/rejected": rejected_rewards,
                "rewards/margins": chosen_rewards - rejected_rewards,
                "rewards/accuracies": (chosen_rewards > rejected_rewards).float(),
@@ -261,10 +262,10 @@ def mean_metrics(batches):
 
 
 @torch.no_grad()
-def evaluate_pairs(model, reference, pairs, tok, block_size, rt):
+def evaluate_pairs(model, reference, pairs, tok, block_size, rt, batch_size, loss_settings):
     model.eval()
     batches = [dpo_batch(model, reference, "val", pairs, range(i, min(i + batch_size, len(pairs))), tok,
-                         block_size, rt)[1] for i in range(0, len(pairs), batch_size)]
+                         block_size, rt, loss_settings)[1] for i in range(0, len(pairs), batch_size)]
     model.train()
     return mean_metrics(batches)
 
@@ -285,6 +286,7 @@ def check_config():
 def main():
     config = configure(globals())
     check_config()
+    loss_settings = {k: config[k] for k in ("beta", "loss_type", "label_smoothing", "reference_free", "rpo_alpha")}
     rt = setup(device, dtype, seed)
     accum = check_grad_accum(gradient_accumulation_steps, rt)
     meta = read_meta(data_dir)
@@ -314,7 +316,7 @@ def main():
         reference.eval().requires_grad_(False)
 
     train_path = os.path.join(data_dir, pairs_file)
-    val_path = os.path.join(data_dir, val_pairs_file) if val_pairs_file else val_pairs_path(train_path)
+    val_path = os.path.join(data_dir, val_pairs_file) if val_pairs_file else val_pairs_path(train_path, data_dir)
     train_pairs, train_skipped = read_pairs(train_path, tok, block_size)
     val_pairs, val_skipped = read_pairs(val_path, tok, block_size)
     val_pairs = val_pairs[:n_val_pairs]
@@ -323,7 +325,7 @@ def main():
     reference_kind = "none (reference_free)" if reference_free else "frozen copy"
     if precompute_ref and not reference_free:
         t0 = time.time()
-        reference = {split: reference_table(reference, tok, pairs, block_size, rt)
+        reference = {split: reference_table(reference, tok, pairs, block_size, rt, batch_size)
                      for split, pairs in (("train", train_pairs), ("val", val_pairs))}
         reference_kind = f"log-probs precomputed in {time.time() - t0:.1f}s"
 
@@ -341,7 +343,7 @@ def main():
     while True:
         lr = get_lr(iter_num, learning_rate, min_lr, warmup_iters, decay_iters)
         if rt.master and (iter_num % eval_interval == 0 or iter_num == max_iters):
-            val = evaluate_pairs(raw_model, reference, val_pairs, tok, block_size, rt)
+            val = evaluate_pairs(raw_model, reference, val_pairs, tok, block_size, rt, batch_size, loss_settings)
             acc = greedy_accuracy(raw_model, tok, eval_problems, rt, max_new_tokens)
             raw_model.train()
             print(f"step {iter_num}: val loss {val['loss']:.4f}, reward accuracy {val['rewards/accuracies']:.3f}, "
@@ -362,7 +364,8 @@ def main():
             rng = batch_rng(seed, iter_num, rt.rank * accum + micro_step)  # resumes retrace the same batches
             ix = rng.integers(0, len(train_pairs), size=batch_size)
             with sync_context(model, micro_step, accum):
-                losses, metrics = dpo_batch(model, reference, "train", train_pairs, ix, tok, block_size, rt)
+                losses, metrics = dpo_batch(model, reference, "train", train_pairs, ix, tok, block_size, rt,
+                                            loss_settings)
                 (losses.mean() / accum).backward()  # the gradient of the mean over the accumulated batch
             batches.append(metrics)
             tokens_seen += int(metrics["completion_tokens"].sum()) * rt.world_size

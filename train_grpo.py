@@ -59,6 +59,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from batches import sft_batch
 from common import (setup, wrap_model, teardown, get_lr, optimizer_step, save_checkpoint, load_checkpoint,
                     model_from_checkpoint, start_model, checkpoint_payload, check_tokenizer, MetricsLog,
                     read_jsonl, read_meta, greedy_accuracy, greedy_correct)
@@ -68,7 +69,6 @@ from task_mix import (auto_weights, check_weights, describe_mix, draw_problems, 
                       without_exhausted_cells)
 from tasks import has_canonical_format, is_correct, problem_from_row
 from tokenizer import get_tokenizer
-from train_sft import sft_batch
 
 # -----------------------------------------------------------------------------
 # defaults; config/grpo_small.py is the small laptop run; config/*.py and --key=value override them
@@ -215,8 +215,9 @@ def check_config():
         raise SystemExit(f"task_weights must be None (auto) or a dict {{type: weight}}, got {task_weights!r}")
 
 
-def reward(problem, text, stopped):
-    """1 for a correct answer (+ format_reward if also canonical), else 0."""
+def reward(problem, text, stopped, truncated="mask", format_reward=0.0):
+    """1 for a correct answer (+ format_reward if also canonical), else 0; with truncated="penalize", 0 for
+    a completion that did not stop."""
     if (truncated == "penalize" and not stopped) or not is_correct(text, problem.answer):
         return 0.0
     return 1.0 + (format_reward if has_canonical_format(text) else 0.0)
@@ -247,7 +248,7 @@ def collect_batch(model, tok, rt, weights, held_out, iter_num):
                            generator=torch.Generator(rt.device).manual_seed(round_seed))
         completions, stopped = gen.token_lists(), gen.stopped.tolist()
         sample_logps = gen.logprobs.float().cpu()                          # (P*G, N)
-        rewards = [reward(problems[i // group_size], tok.decode(c), s)
+        rewards = [reward(problems[i // group_size], tok.decode(c), s, truncated, format_reward)
                    for i, (c, s) in enumerate(zip(completions, stopped))]
         grouped = torch.tensor(rewards).view(-1, group_size)               # (P, G)
         informative = (grouped != grouped[:, :1]).any(dim=1).tolist()

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import torch
 
+from batches import batch_rng, document_starts, get_batch
 from common import (setup, wrap_model, teardown, sync_context, check_grad_accum, get_lr, optimizer_step,
                     peak_flops, save_checkpoint, load_checkpoint, model_from_checkpoint, checkpoint_payload,
                     MetricsLog, read_meta)
@@ -60,35 +61,9 @@ seed = 1337
 # -----------------------------------------------------------------------------
 
 
-def scratch_config(vocab_size):
-    """The model this config describes (train_sft.py's init_from="scratch" uses the defaults too)."""
-    return GPTConfig(block_size=block_size, vocab_size=vocab_size, n_layer=n_layer, n_head=n_head,
-                     n_kv_head=n_kv_head, n_embd=n_embd, dropout=dropout, bias=bias, pos=pos, norm=norm,
-                     mlp=mlp, qk_norm=qk_norm, tie_embeddings=tie_embeddings)
-
-
-def document_starts(data, eot_id, block_size):
-    """Offsets where a document (one worked problem) begins and a whole window still fits."""
-    starts = np.concatenate([[0], np.flatnonzero(np.asarray(data) == eot_id) + 1])
-    return starts[starts + block_size + 1 <= len(data)]
-
-
-def get_batch(data, starts, batch_size, block_size, rng, device):
-    """Windows of block_size+1 tokens that begin at a document start; y is x shifted by one. A window
-    that began mid-problem would spend its first tokens on an answer whose prompt it cannot see."""
-    ix = rng.choice(starts, size=batch_size)
-    xy = torch.from_numpy(np.stack([data[i:i + block_size + 1] for i in ix]).astype(np.int64))
-    return xy[:, :-1].to(device), xy[:, 1:].to(device)
-
-
-def batch_rng(seed, iter_num, micro_batch):
-    """Batches depend only on (seed, iteration, global micro-batch index): a resumed run sees exactly the
-    batches it would have seen, and 2 DDP ranks x 1 micro-step see the batches of 1 process x 2 micro-steps."""
-    return np.random.default_rng([seed, iter_num, micro_batch])
-
-
 @torch.no_grad()
-def estimate_loss(model, splits, rt):
+def estimate_loss(model, splits, rt, eval_iters, batch_size, block_size, seed):
+    """Mean loss over eval_iters batches of each split; the same batches at every evaluation."""
     model.eval()
     out = {}
     for name, (data, starts) in splits.items():
@@ -118,7 +93,9 @@ def main():
 
     iter_num, best_val_loss, ckpt_path = 0, 1e9, os.path.join(out_dir, "ckpt.pt")
     if init_from == "scratch":
-        model = GPT(scratch_config(meta["vocab_size"])).to(rt.device)
+        model = GPT(GPTConfig(block_size=block_size, vocab_size=meta["vocab_size"], n_layer=n_layer, n_head=n_head,
+                              n_kv_head=n_kv_head, n_embd=n_embd, dropout=dropout, bias=bias, pos=pos, norm=norm,
+                              mlp=mlp, qk_norm=qk_norm, tie_embeddings=tie_embeddings)).to(rt.device)
     elif init_from == "resume":
         ckpt = load_checkpoint(ckpt_path, rt.device)
         model = model_from_checkpoint(ckpt, rt.device)
@@ -146,7 +123,7 @@ def main():
         lr = get_lr(iter_num, learning_rate, min_lr, warmup_iters, decay_iters)
         if iter_num % eval_interval == 0 or iter_num == max_iters:
             if rt.master:
-                losses = estimate_loss(model, splits, rt)
+                losses = estimate_loss(model, splits, rt, eval_iters, batch_size, block_size, seed)
                 print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
                 log.write(iter=iter_num, split="eval", train_loss=losses["train"], val_loss=losses["val"], lr=lr,
                           elapsed_s=time.time() - t_start)

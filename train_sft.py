@@ -13,19 +13,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from batches import batch_rng, document_starts, get_batch, sft_batch
 from common import (setup, wrap_model, teardown, sync_context, check_grad_accum, get_lr, optimizer_step,
                     save_checkpoint, start_model, checkpoint_payload, check_tokenizer, MetricsLog, read_jsonl,
-                    read_meta, encode_completions, greedy_accuracy)
+                    read_meta, greedy_accuracy)
 from configurator import configure
 from model import GPT
 from tasks import problem_from_row
 from tokenizer import get_tokenizer
-from train_pretrain import get_batch, batch_rng, document_starts, scratch_config
 
 # -----------------------------------------------------------------------------
 out_dir = "out/sft"
 data_dir = "data/small"
-init_from = "out/pretrain/ckpt.pt"   # a checkpoint path, "resume" (out_dir/ckpt.pt), "scratch" or "gpt2"
+init_from = "out/pretrain/ckpt.pt"   # a checkpoint path, "resume" (out_dir/ckpt.pt) or "gpt2"
 eval_interval = 200
 log_interval = 25
 n_eval_problems = 350                # greedy exact match on this many held-out problems (50 per type)
@@ -50,16 +50,6 @@ seed = 1337
 # -----------------------------------------------------------------------------
 
 
-def sft_batch(examples, ix, tok, block_size, device):
-    """x (B, T) inputs and y (B, T) targets where only completion tokens are scored (-1 elsewhere).
-    Target t is token t+1, so the mask is shifted with it: the first completion token is predicted
-    from the last prompt token, and the prompt's own tokens are never targets."""
-    idx, completion_mask = encode_completions(tok, [examples[i]["prompt"] for i in ix],
-                                              [examples[i]["completion"] for i in ix], block_size)
-    targets = torch.where(completion_mask[:, 1:], idx[:, 1:], -1)  # (B, T-1)
-    return idx[:, :-1].to(device), targets.to(device)
-
-
 @torch.no_grad()
 def val_loss_by_type(model, examples, tok, block_size, rt):
     """Completion-token loss on the validation examples, per task type."""
@@ -78,7 +68,7 @@ def val_loss_by_type(model, examples, tok, block_size, rt):
 
 
 @torch.no_grad()
-def pretrain_val_loss(model, val_stream, block_size, rt, n_batches=10):
+def pretrain_val_loss(model, val_stream, block_size, rt, seed, n_batches=10):
     """Loss on the pretraining stream: tracked so a fine-tuning run that forgets it gets noticed."""
     model.eval()
     losses = []
@@ -103,8 +93,11 @@ def main():
 
     iter_num, resuming = 0, init_from == "resume"
     if init_from == "scratch":
-        model = GPT(scratch_config(meta["vocab_size"])).to(rt.device)  # train_pretrain.py's default shape
-    elif init_from == "gpt2":
+        # the shape of a model lives in one place, train_pretrain.py's keys: it writes an untrained checkpoint
+        raise SystemExit("init_from='scratch': SFT starts from a checkpoint; for SFT without pretraining, write an "
+                         "untrained one with `python train_pretrain.py --max_iters=0 --out_dir=out/untrained` and "
+                         "pass --init_from=out/untrained/ckpt.pt")
+    if init_from == "gpt2":
         model = GPT.from_pretrained("gpt2", dropout=dropout).to(rt.device)
     else:
         model, ckpt, resuming = start_model(init_from, out_dir, rt, dropout)
@@ -121,7 +114,7 @@ def main():
     start_pretrain_loss = ckpt.get("start_pretrain_loss") if resuming else None
     tokens_seen = ckpt["tokens_seen"] if resuming else 0  # completion tokens trained on, across ranks
     if start_pretrain_loss is None:
-        start_pretrain_loss = pretrain_val_loss(raw_model, val_stream, block, rt)
+        start_pretrain_loss = pretrain_val_loss(raw_model, val_stream, block, rt, seed)
     if rt.master:
         print(f"{len(train):,} training examples, {raw_model.num_params() / 1e6:.2f}M parameters, "
               f"pretraining val loss at start {start_pretrain_loss:.4f}")
@@ -132,7 +125,7 @@ def main():
         if rt.master and (iter_num % eval_interval == 0 or iter_num == max_iters):
             losses = val_loss_by_type(raw_model, val, tok, block, rt)
             acc = greedy_accuracy(raw_model, tok, eval_problems, rt, max_new_tokens)
-            forget = pretrain_val_loss(raw_model, val_stream, block, rt)
+            forget = pretrain_val_loss(raw_model, val_stream, block, rt, seed)
             print(f"step {iter_num}: val loss {np.mean(list(losses.values())):.4f}, "
                   f"greedy accuracy {acc['overall']:.3f}, pretraining val loss {forget:.4f}")
             print("  " + ", ".join(f"{t} {a:.2f}" for t, a in acc.items() if t != "overall"))

@@ -233,7 +233,6 @@ def test_resume_continues_the_same_run(straight, monkeypatch):
 
 
 def test_dpo_steps_teach_the_preference(data):
-    importlib.reload(train_dpo)   # the default beta and loss
     rt = setup("cpu", "float32", 0)
     model = model_from_checkpoint(torch.load(data / "sft.pt", weights_only=True), "cpu")
     reference = copy.deepcopy(model).eval().requires_grad_(False)
@@ -241,7 +240,8 @@ def test_dpo_steps_teach_the_preference(data):
     pairs, _ = train_dpo.read_pairs(str(data / "data" / "pairs_train.jsonl"), tok, 64)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for _ in range(20):
-        losses, metrics = train_dpo.dpo_batch(model, reference, "train", pairs, range(8), tok, 64, rt)
+        losses, metrics = train_dpo.dpo_batch(model, reference, "train", pairs, range(8), tok, 64, rt,
+                                              {"beta": 0.1, "loss_type": "sigmoid"})
         losses.mean().backward()
         optimizer.step()
         optimizer.zero_grad()

@@ -15,7 +15,7 @@ from model import GPT, GPTConfig, generate, token_logprobs
 from tasks import Problem, completion, make_problem
 from tokenizer import get_tokenizer
 from task_mix import auto_weights, check_weights, draw_problems, without_exhausted_cells
-from train_grpo import assemble, compute_advantages, grpo_loss, k3_kl
+from train_grpo import assemble, compute_advantages, grpo_loss, k3_kl, reward
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -124,18 +124,15 @@ def test_drawn_problems_avoid_held_out_prompts():
     assert 0.68 < sum(p.type == "a_minus_b_q" for p in mix) / len(mix) < 0.82
 
 
-def test_reward_format_bonus_only_with_a_right_answer_and_truncation_penalty(monkeypatch):
-    module = importlib.import_module("train_grpo")
-    monkeypatch.setattr(module, "format_reward", 0.1)
-    monkeypatch.setattr(module, "truncated", "mask")
+def test_reward_format_bonus_only_with_a_right_answer_and_truncation_penalty():
     problem = make_problem("a_plus_b_q", random.Random(0), ((2, 2), (2, 2)))
     canonical = completion(problem)
-    assert module.reward(problem, canonical, True) == pytest.approx(1.1)
-    assert module.reward(problem, f"The answer is {problem.answer}.<|end|>", True) == 1.0   # right, not canonical
-    assert module.reward(problem, completion(Problem(problem.type, problem.prompt, problem.answer + 1)), True) == 0
-    assert module.reward(problem, canonical[:-len("<|end|>")], False) == 1.0   # no <|end|>: right, not canonical
-    monkeypatch.setattr(module, "truncated", "penalize")
-    assert module.reward(problem, canonical[:-len("<|end|>")], False) == 0
+    assert reward(problem, canonical, True, "mask", 0.1) == pytest.approx(1.1)
+    assert reward(problem, f"The answer is {problem.answer}.<|end|>", True, "mask", 0.1) == 1.0   # right, not canonical
+    wrong = completion(Problem(problem.type, problem.prompt, problem.answer + 1))
+    assert reward(problem, wrong, True, "mask", 0.1) == 0
+    assert reward(problem, canonical[:-len("<|end|>")], False, "mask", 0.1) == 1.0   # no <|end|>: right, not canonical
+    assert reward(problem, canonical[:-len("<|end|>")], False, "penalize", 0.1) == 0
 
 
 def test_auto_weights_put_practice_in_the_cells_that_hold_the_errors():
@@ -260,7 +257,7 @@ def test_dynamic_sampling_keeps_only_groups_whose_rewards_differ(monkeypatch, da
 
     def one_right_answer_in_every_other_group(module):
         # rewards in call order: of each pair of groups of 4, the first has one reward 1, the second none
-        module.reward = lambda problem, text, stopped: float(next(calls) % 8 == 0)
+        module.reward = lambda *args: float(next(calls) % 8 == 0)
 
     run_grpo(monkeypatch, f"--init_from={random_ckpt}", f"--data_dir={data_dir}", f"--out_dir={out}",
              "--max_iters=1", "--beta=0.04", "--dynamic_sampling=True", patch=one_right_answer_in_every_other_group)

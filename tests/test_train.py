@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from tokenizer import get_tokenizer, THINK, END_THINK, END
-from train_sft import sft_batch
+from batches import sft_batch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_MODEL = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--batch_size=8", "--block_size=96",
