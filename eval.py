@@ -31,13 +31,13 @@ from tasks import (Problem, completion, extract_answer, has_canonical_format, is
 from tokenizer import get_tokenizer, token_label
 
 # -----------------------------------------------------------------------------
-# defaults; config/eval_small.py and --key=value override them
+# defaults: every test problem of the small dataset; config/*.py and --key=value override them
 out_dir = "out/eval"
 data_dir = "data/small"
 ckpt = "out/sft/ckpt.pt"    # one checkpoint, or several separated by commas for a side-by-side table
 source = "test"             # "test", "test_ood", "generated" or the path of a text file with one prompt a line
 n_per_type = 0              # at most this many problems per task type (0 = all); "generated" draws this many
-max_new_tokens = 100
+max_new_tokens = 100        # the longest reference completion (meta.json) is about half that
 batch_size = 500
 num_samples = 0             # > 0: also sample this many completions per problem for pass@k and maj@k
 temperature = 1.0           # of those samples; the accuracy column is always greedy

@@ -57,6 +57,7 @@ def tiny_commands(root):
                              "--max_iters=200", "--eval_interval=50", "--log_interval=10", "--n_eval_problems=70",
                              "--max_new_tokens=64", "--warmup_iters=10"]),
         "dpo": ("sft", ["train_dpo.py", "config/dpo_tiny.py", *common, f"--init_from={out}/sft/ckpt.pt",
+                        "--pairs_file=pairs_train.jsonl",
                         "--max_iters=40", "--eval_interval=20", "--log_interval=2"]),
         # a tiny model gets nearly every answer wrong: dynamic sampling would find no group to keep
         "grpo": ("sft", ["train_grpo.py", "config/grpo_tiny.py", *common, f"--init_from={out}/sft/ckpt.pt",

@@ -32,31 +32,32 @@ from model import token_logprobs
 from tasks import problem_from_row
 
 # -----------------------------------------------------------------------------
-# defaults: the small laptop run (config/dpo_small.py says the same); config/*.py and --key=value override them
+# defaults: the small laptop run, on the pairs mined from the SFT model (README: DPO); config/*.py and
+# --key=value override them
 out_dir = "out/dpo"
 data_dir = "data/small"
 init_from = "out/sft/ckpt.pt"        # the SFT checkpoint (policy and reference start from it), or "resume"
-pairs_file = "pairs_train.jsonl"     # in data_dir: pairs_onpolicy_train.jsonl, pairs_seed.jsonl, or any path
-eval_interval = 100
+pairs_file = "pairs_onpolicy_train.jsonl"   # in data_dir: generate_pairs.py --policy=...; pairs_train.jsonl, pairs_seed.jsonl, or any path
+eval_interval = 36
 log_interval = 10
 val_pairs_file = ""                  # "": pairs_file's _train -> _val if that exists (pairs_onpolicy_val.jsonl), else pairs_val.jsonl
 n_val_pairs = 500                    # held-out pairs for the eval metrics
 n_eval_problems = 350                # greedy exact match on this many held-out problems (50 per type)
 max_new_tokens = 100
 # DPO
-beta = 0.1                           # strength of the pull towards the reference: higher stays closer
+beta = 0.5                           # strength of the pull towards the reference: higher stays closer
 loss_type = "sigmoid"                # "sigmoid" (DPO), "robust", "ipo" or "hinge"
 label_smoothing = 0.0                # sigmoid: conservative DPO; robust: the assumed label-noise rate
-rpo_alpha = 0.0                      # + rpo_alpha x the chosen completion's per-token NLL (RPO, Pang et al. 2024)
+rpo_alpha = 1.0                      # + rpo_alpha x the chosen completion's per-token NLL (RPO, Pang et al. 2024)
 reference_free = False               # reference log-probs = 0: see what the reference buys
 precompute_ref = False               # score every pair with the reference once, then keep no second model
 # AdamW and its schedule
 batch_size = 32                      # pairs per micro-step: 64 sequences in one forward pass
 gradient_accumulation_steps = 1
-max_iters = 200
-learning_rate = 1e-4
-min_lr = 1e-5
-warmup_iters = 20
+max_iters = 72
+learning_rate = 1e-5                 # 1e-4 wrecked the model (README: DPO)
+min_lr = 1e-6
+warmup_iters = 10
 lr_decay_iters = 0                   # 0 means max_iters
 weight_decay = 0.0
 beta1 = 0.9

@@ -71,11 +71,11 @@ from tasks import has_canonical_format, is_correct, problem_from_row
 from tokenizer import get_tokenizer
 
 # -----------------------------------------------------------------------------
-# defaults; config/grpo_small.py is the small laptop run; config/*.py and --key=value override them
+# defaults: the small laptop run (README: GRPO); config/*.py and --key=value override them
 out_dir = "out/grpo"
 data_dir = "data/small"
 init_from = "out/sft/ckpt.pt"        # an SFT or DPO checkpoint (also the KL reference), or "resume"
-eval_interval = 25
+eval_interval = 60
 log_interval = 1
 n_eval_problems = 350                # greedy exact match on this many problems of data_dir/sft_val.jsonl
 # rollouts
@@ -94,18 +94,18 @@ format_reward = 0.0
 # the loss
 loss_type = "dapo"                   # "grpo", "dapo" or "dr_grpo"
 scale_rewards = "group"              # "group", "batch" or "none"
-num_iterations = 1
+num_iterations = 2                   # sampling is most of a step: a second update reuses it
 epsilon_low = 0.2
 epsilon_high = 0.28
 beta = 0.0                           # KL weight; 0: no reference model
 entropy_coef_start = 0.0
 entropy_coef_end = 0.0
-sft_coef = 0.0                       # 0: no SFT anchor
+sft_coef = 1.0                       # 0: no SFT anchor; without it the cells GRPO does not practise drift
 sft_batch_size = 32
 # AdamW and its schedule (min_lr = learning_rate gives a constant rate)
-max_iters = 150
-learning_rate = 5e-5
-min_lr = 5e-6
+max_iters = 120
+learning_rate = 1.5e-5
+min_lr = 1.5e-5
 warmup_iters = 10
 lr_decay_iters = 0                   # 0 means max_iters
 weight_decay = 0.0

@@ -23,6 +23,7 @@ from tasks import problem_from_row
 from tokenizer import get_tokenizer
 
 # -----------------------------------------------------------------------------
+# defaults: the small laptop run (README: SFT); config/*.py and --key=value override them
 out_dir = "out/sft"
 data_dir = "data/small"
 init_from = "out/pretrain/ckpt.pt"   # a checkpoint path, "resume" (out_dir/ckpt.pt) or "gpt2"
@@ -34,8 +35,8 @@ forgetting_threshold = 0.3           # warn when pretraining val loss rises this
 batch_size = 64
 gradient_accumulation_steps = 1
 max_iters = 600
-learning_rate = 1e-3
-min_lr = 1e-4
+learning_rate = 3e-4                 # where pretraining's schedule ended: a higher rate forgets (README: SFT)
+min_lr = 3e-5
 warmup_iters = 20
 lr_decay_iters = 0                   # 0 means max_iters
 weight_decay = 0.1

@@ -169,7 +169,7 @@ def run_dpo(monkeypatch, root, *overrides, out="out"):
     args = [f"--data_dir={root / 'data'}", f"--init_from={root / 'sft.pt'}", f"--out_dir={root / out}",
             "--device=cpu", "--batch_size=4", "--max_iters=4", "--eval_interval=2", "--log_interval=1",
             "--n_val_pairs=6", "--n_eval_problems=4", "--max_new_tokens=8", "--warmup_iters=1",
-            "--learning_rate=3e-3"]
+            "--learning_rate=3e-3", "--pairs_file=pairs_train.jsonl", "--rpo_alpha=0.0"]   # no RPO: ln 2 at step 0
     monkeypatch.setattr(sys, "argv", ["train_dpo.py", *args, *overrides])
     train_dpo.main()
     return [json.loads(line) for line in open(root / out / "log.jsonl")]
@@ -199,7 +199,7 @@ def test_end_to_end_logs_and_checkpoint(straight):
     assert evals[0]["loss"] == pytest.approx(math.log(2), abs=1e-6) and evals[0]["rewards/accuracies"] == 0.0
     ckpt = torch.load(root / "out" / "ckpt.pt", weights_only=True)
     assert ckpt["iter_num"] == 4 and ckpt["tokenizer"] == "math"
-    assert ckpt["reference_from"] == str(root / "sft.pt") and ckpt["config"]["beta"] == 0.1
+    assert ckpt["reference_from"] == str(root / "sft.pt") and ckpt["config"]["beta"] == 0.5
 
 
 def test_val_pairs_are_of_the_training_kind(data, monkeypatch, capsys):
@@ -251,7 +251,7 @@ def test_dpo_steps_teach_the_preference(data):
 def test_reference_free_ipo_run(data, monkeypatch):
     log = run_dpo(monkeypatch, data, "--loss_type=ipo", "--reference_free=True", "--max_iters=1")
     # with the reference's log-probs taken as 0 the rewards are the policy's own log-probs times beta
-    assert log[0]["rewards/chosen"] == pytest.approx(0.1 * log[0]["logps/chosen"], rel=1e-5)
+    assert log[0]["rewards/chosen"] == pytest.approx(0.5 * log[0]["logps/chosen"], rel=1e-5)
 
 
 def test_seed_format(data, monkeypatch):

@@ -214,7 +214,8 @@ def test_end_to_end_then_resume(monkeypatch, data_dir, random_ckpt, tmp_path):
 
     common = (f"--data_dir={data_dir}", f"--out_dir={out}")
     # fp32: in bf16 the engine's and the training pass's log-probs differ by ~1e-3, too much to compare
-    run_grpo(monkeypatch, f"--init_from={random_ckpt}", "--dtype=float32", *common, patch=record_reference)
+    run_grpo(monkeypatch, f"--init_from={random_ckpt}", "--dtype=float32", "--num_iterations=1", *common,
+             patch=record_reference)
     assert references == [None, None]                                    # beta=0: no reference model at all
     train = read_log(out, "train")
     assert [r["iter"] for r in train] == [1, 2]
@@ -244,7 +245,8 @@ def test_sft_anchor_adds_the_nll_of_worked_solutions(monkeypatch, data_dir, rand
         module.policy_update = lambda *a: anchors.append(a[-2]) or update(*a)
 
     run_grpo(monkeypatch, f"--init_from={random_ckpt}", f"--data_dir={data_dir}", f"--out_dir={out}",
-             "--dtype=float32", "--max_iters=1", "--sft_coef=0.5", "--sft_batch_size=8", patch=record_anchor)
+             "--dtype=float32", "--max_iters=1", "--sft_coef=0.5", "--sft_batch_size=8", "--num_iterations=1",
+             patch=record_anchor)
     (x, y), = anchors
     assert x.shape[0] == 8 and (y[:, 0] == -1).all() and (y >= 0).any()   # scored: completion tokens only
     start = model_from_checkpoint(load_checkpoint(str(random_ckpt)), "cpu")
