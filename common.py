@@ -1,7 +1,9 @@
 """
-Training plumbing shared by every stage script: device, precision and DDP setup, the
-learning-rate schedule, the optimizer step, atomic checkpoints, log.jsonl, JSONL input.
-The interesting part of each stage (its data, its loss, its loop) stays in its own script.
+Plumbing shared by the stage scripts. Training: device, precision and DDP setup, the learning-rate
+schedule, the optimizer step, atomic checkpoints, log.jsonl, JSONL input. Generation: prompt+completion
+batches, batched completion of text prompts with the KV-cache engine, and greedy accuracy checked by
+tasks.is_correct (SFT, DPO, GRPO and eval.py share it). And eval.py's accuracy table, which the report
+card prints too. The interesting part of each stage (its data, its loss, its loop) stays in its own script.
 """
 import json
 import math

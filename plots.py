@@ -7,8 +7,7 @@ card saves it.
     from plots import save_report_plots
     save_report_plots("out", "plots")   # loss_curves.png, stage_accuracy(_ood).png, dpo.png, grpo.png
 
-The last section finds the outputs the notebooks show: the speedrun's, or a tiny pipeline trained on the
-spot in well under a minute (always, with NANOMATH_TINY=1).
+Where the notebooks find the runs they plot is notebook_runs.py.
 """
 import html
 import json

@@ -5,8 +5,8 @@ chosen completion relative to a frozen reference (the SFT model itself) more tha
 rejected one; the reference keeps it from drifting away from everything SFT taught it.
 
     python train_dpo.py config/dpo_small.py
-    python train_dpo.py config/dpo_small.py --loss_type=ipo --beta=0.5
-    python train_dpo.py config/dpo_small.py --pairs_file=pairs_onpolicy_train.jsonl
+    python train_dpo.py config/dpo_small.py --loss_type=ipo
+    python train_dpo.py config/dpo_small.py --pairs_file=pairs_train.jsonl    # synthetic negatives
     torchrun --standalone --nproc_per_node=2 train_dpo.py config/dpo_small.py
 
 Logged with TRL's names: loss, rewards/chosen, rewards/rejected, rewards/margins, rewards/accuracies,
@@ -22,7 +22,6 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-import tokenizer  # not `from tokenizer import END`: a str global would become a config key
 from batches import batch_rng
 from common import (setup, wrap_model, teardown, sync_context, check_grad_accum, get_lr, optimizer_step,
                     save_checkpoint, load_checkpoint, model_from_checkpoint, start_model, checkpoint_payload,
@@ -30,6 +29,7 @@ from common import (setup, wrap_model, teardown, sync_context, check_grad_accum,
 from configurator import configure
 from model import token_logprobs
 from tasks import problem_from_row
+from tokenizer import END, get_tokenizer
 
 # -----------------------------------------------------------------------------
 # defaults: the small laptop run, on the pairs mined from the SFT model (README: DPO); config/*.py and
@@ -112,8 +112,8 @@ def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_r
             raise ValueError(f"unknown loss_type {loss_type!r}")
     if rpo_alpha:
         losses = losses - rpo_alpha * policy_chosen_logps / chosen_lengths
-    # rewards from the summed log-ratios whatever the loss (TRL reports IPO's length-normalised), so that
-    # runs with different loss types compare on one scale
+    # rewards from the summed log-ratios whatever the loss, as TRL reports them (IPO's too), so that runs
+    # with different loss types compare on one scale
     chosen_rewards = beta * (policy_chosen_logps - ref_chosen_logps).detach()
     rejected_rewards = beta * (policy_rejected_logps - ref_rejected_logps).detach()
     return losses, chosen_rewards, rejected_rewards
@@ -162,7 +162,7 @@ def pair_from_row(row, where):
         raise SystemExit(f"{where}: chosen == rejected ({chosen!r}); such a pair teaches nothing, drop it")
     if seed_format:
         # the format has no end marker: without one the policy would never learn where an answer stops
-        chosen, rejected = chosen + tokenizer.END, rejected + tokenizer.END
+        chosen, rejected = chosen + END, rejected + END
     return prompt, chosen, rejected
 
 
@@ -211,8 +211,8 @@ def pair_logps(model, idx, completion_mask, rt):
 def reference_table(reference, tok, pairs, block_size, rt, batch_size):
     """Reference log-probs of every pair, (N, 2) = [chosen, rejected], computed once so that no
     reference model stays in memory. That is a forward pass over the whole pairs file: worth it on a
-    GPU short of memory or for a run of an epoch or more, not for the small config, whose 200 steps
-    see 6,400 of ~82k pairs. Under DDP each rank scores every world_size-th batch and the ranks add
+    GPU short of memory, or when the run draws every pair several times; a run that draws about as many
+    pairs as the file holds (the default) saves no time with it. Under DDP each rank scores every world_size-th batch and the ranks add
     up their tables."""
     table = torch.zeros(len(pairs), 2, device=rt.device)
     for start in range(rt.rank * batch_size, len(pairs), rt.world_size * batch_size):
@@ -297,7 +297,7 @@ def main():
     model, ckpt, resuming = start_model(init_from, out_dir, rt, dropout=0.0)
     ckpt_path = os.path.join(out_dir, "ckpt.pt") if resuming else init_from
     check_tokenizer(ckpt["tokenizer"], meta["tokenizer"], ckpt_path, os.path.join(data_dir, "meta.json"))
-    tok = tokenizer.get_tokenizer(meta["tokenizer"])
+    tok = get_tokenizer(meta["tokenizer"])
     block_size = model.config.block_size
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), rt.device_type)
     iter_num = 0

@@ -23,6 +23,8 @@ The knobs
   epsilon_low/high   the ratio is clipped to [1 - low, 1 + high]; high > low is DAPO's clip-higher, which
                      lets unlikely tokens that paid off grow faster than likely ones shrink
   beta               weight of the k3 KL to the frozen start checkpoint; 0 does not even load it
+  use_bias_correction_kl  weight each token's k3 by the policy ratio, as TRL 1.16 does by default: its gradient
+                     is then the unbiased reverse-KL gradient off-policy (README: where nanomath differs from TRL)
   num_iterations     updates per batch of rollouts: more reuse of each (slow) batch, more off-policy
   dynamic_sampling   drop groups whose rewards are all equal (zero advantage, no gradient) and draw more
                      prompts until prompts_per_step groups are informative, at most max_sampling_rounds
@@ -98,6 +100,7 @@ num_iterations = 2                   # sampling is most of a step: a second upda
 epsilon_low = 0.2
 epsilon_high = 0.28
 beta = 0.0                           # KL weight; 0: no reference model
+use_bias_correction_kl = False       # True: k3 x the policy ratio, TRL's default
 entropy_coef_start = 0.0
 entropy_coef_end = 0.0
 sft_coef = 1.0                       # 0: no SFT anchor; without it the cells GRPO does not practise drift
@@ -115,6 +118,7 @@ grad_clip = 1.0
 # system
 device = "auto"
 dtype = "auto"
+compile = False                      # compiles the training forward; sampling stays eager
 seed = 1337
 # -----------------------------------------------------------------------------
 
@@ -150,10 +154,11 @@ def masked_mean(x, mask):
 
 
 def grpo_loss(logps, old_logps, ref_logps, advantages, completion_mask, loss_type, epsilon_low, epsilon_high,
-              beta, max_len=None):
+              beta, max_len=None, use_bias_correction_kl=False):
     """The clipped surrogate plus beta * k3 KL. logps (with grad), old_logps, ref_logps (None: no KL term) and
     completion_mask are (B, T), per sampled token; advantages (B,). max_len is dr_grpo's constant (default T).
-    Returns the loss and metrics: kl (mean k3 over completion tokens; only with a reference), clip_low,
+    use_bias_correction_kl multiplies each token's k3 by its ratio (with grad), as TRL's default does.
+    Returns the loss and metrics: kl (mean KL term over completion tokens; only with a reference), clip_low,
     clip_high, clip_any (shares of completion tokens whose ratio the clip cut: below 1 - epsilon_low with
     A < 0, above 1 + epsilon_high with A > 0, either)."""
     mask = completion_mask.to(logps.dtype)
@@ -164,6 +169,8 @@ def grpo_loss(logps, old_logps, ref_logps, advantages, completion_mask, loss_typ
     kl = None
     if ref_logps is not None:
         kl = k3_kl(logps, ref_logps)                                      # (B, T)
+        if use_bias_correction_kl:
+            kl = kl * ratio
         per_token = per_token + beta * kl
     if loss_type == "grpo":
         loss = ((per_token * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)).mean()
@@ -331,7 +338,7 @@ def policy_update(model, reference, optimizer, idx, mask, sample_logps, advantag
             old_logps = logps.detach()  # the policy that sampled, before any update: the first ratio is exactly 1
             totals["sample_logp_diff"] = masked_mean((old_logps - sample_logps).abs(), mask).item()
         loss, metrics = grpo_loss(logps, old_logps, ref_logps, advantages, mask, loss_type, epsilon_low,
-                                  epsilon_high, beta, max_new_tokens)
+                                  epsilon_high, beta, max_new_tokens, use_bias_correction_kl)
         entropy = masked_entropy(logits if entropy_coef else logits.detach(), mask, temperature)
         (loss - entropy_coef * entropy).backward()
         if anchor is not None:   # its own forward and backward: the gradients add up (DDP too: two all-reduces)
@@ -395,7 +402,7 @@ def main():
     weights = without_exhausted_cells(weights, held_out_list, task_digits)
     del ckpt
 
-    model, raw_model = wrap_model(model, rt)
+    model, raw_model = wrap_model(model, rt, compile)
     log = MetricsLog(out_dir, resume_iter=iter_num if resuming else None) if rt.master else None
     if rt.master:
         print(f"{raw_model.num_params() / 1e6:.2f}M parameters from {ckpt_path}, reference: "

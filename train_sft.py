@@ -1,7 +1,8 @@
 """
 Supervised fine-tuning: teach the pretrained model to answer a prompt. The same worked problems
 as pretraining, but now as (prompt, completion) pairs with the loss on completion tokens only, so the
-model spends nothing on predicting the random operands of the prompt.
+model spends nothing on predicting the random operands of the prompt. The loss is pretraining's,
+model(x, y), with the targets of the prompt and the padding set to -1.
 
     python train_sft.py config/sft_small.py
 """
@@ -11,7 +12,6 @@ from collections import defaultdict
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from batches import batch_rng, document_starts, get_batch, sft_batch
 from common import (setup, wrap_model, teardown, sync_context, check_grad_accum, get_lr, optimizer_step,
@@ -62,8 +62,7 @@ def val_loss_by_type(model, examples, tok, block_size, rt):
     for task_type, rows in sorted(by_type.items()):
         x, y = sft_batch(rows, range(len(rows)), tok, block_size, rt.device)
         with rt.autocast:
-            logits, _ = model(x)
-        out[task_type] = F.cross_entropy(logits.float().transpose(1, 2), y, ignore_index=-1).item()
+            out[task_type] = model(x, y)[1].item()
     model.train()
     return out
 
@@ -149,8 +148,8 @@ def main():
             x, y = sft_batch(train, rng.integers(0, len(train), size=batch_size), tok, block, rt.device)
             tokens_seen += int((y != -1).sum()) * rt.world_size
             with sync_context(model, micro_step, accum), rt.autocast:
-                logits, _ = model(x)
-                loss = F.cross_entropy(logits.float().transpose(1, 2), y, ignore_index=-1) / accum
+                _, loss = model(x, y)  # pretraining's loss; the -1 targets of the prompt and padding are skipped
+                loss = loss / accum
             loss.backward()
         grad_norm = optimizer_step(model, optimizer, lr, grad_clip)
         iter_num += 1

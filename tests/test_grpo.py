@@ -56,6 +56,14 @@ def test_loss_values_and_metrics(loss_type, want):
     assert (metrics["clip_low"], metrics["clip_high"], metrics["clip_any"]) == pytest.approx((0.2, 0.2, 0.4))
 
 
+@pytest.mark.parametrize("loss_type, want", [("grpo", -0.322732), ("dapo", -0.477431), ("dr_grpo", -0.298394)])
+def test_trl_bias_corrected_kl(loss_type, want):
+    # TRL 1.16's default use_bias_correction_kl=True: each token's k3 times its ratio (loss_vectors.md)
+    loss, _ = grpo_loss(torch.tensor(LOGP), torch.tensor(OLD), torch.tensor(REF), torch.tensor([1.0, -0.5]), MASK,
+                        loss_type, 0.2, 0.28, 0.04, max_len=4, use_bias_correction_kl=True)
+    assert loss.item() == pytest.approx(want, abs=1e-6)
+
+
 @pytest.mark.parametrize("loss_type, want_loss", [("grpo", 0.0), ("dapo", -0.1), ("dr_grpo", -0.0625)])
 def test_on_policy_loss_and_its_gradient(loss_type, want_loss):
     logp = torch.tensor(LOGP, requires_grad=True)
