@@ -215,9 +215,6 @@ def check_config():
         raise SystemExit(f"auto_weight_floor must be > 0 (every cell keeps a little practice), got {auto_weight_floor}")
     if temperature <= 0:
         raise SystemExit(f"temperature={temperature}: GRPO needs sampling (> 0), or every group is identical")
-    for key in ("prompts_per_step", "max_sampling_rounds", "num_iterations", "max_new_tokens", "sft_batch_size"):
-        if globals()[key] < 1:
-            raise SystemExit(f"{key} must be >= 1, got {globals()[key]}")
     if task_weights is not None and not isinstance(task_weights, dict):
         raise SystemExit(f"task_weights must be None (auto) or a dict {{type: weight}}, got {task_weights!r}")
 

@@ -57,6 +57,49 @@ def test_bad_config_is_a_one_line_error(argv, message):
         configure(_defaults(), argv)
 
 
+def test_none_only_where_the_default_is_none(tmp_path):
+    with pytest.raises(SystemExit, match=r"config error \(--max_iters=None\): max_iters cannot be None; its default is 100"):
+        configure(_defaults(), ["--max_iters=None"])
+    cfg = tmp_path / "c.py"
+    cfg.write_text("name = None\n")
+    with pytest.raises(SystemExit, match="name cannot be None"):
+        configure(_defaults(), [str(cfg)])
+    assert configure(dict(_defaults(), weights=None), ["--weights=None"])["weights"] is None
+    assert configure(dict(_defaults(), weights=None), ["--weights={'a': 1}"])["weights"] == {"a": 1}
+
+
+def test_a_string_key_takes_number_like_text_as_text():
+    assert configure(_defaults(), ["--name=2024"])["name"] == "2024"
+    assert configure(_defaults(), ["--name=1e-3"])["name"] == "1e-3"
+    assert configure(_defaults(), ["--name='quoted'"])["name"] == "quoted"
+
+
+RANGES = dict(batch_size=64, block_size=128, gradient_accumulation_steps=1, eval_interval=250, log_interval=25,
+              max_iters=1000, max_new_tokens=100, temperature=1.0, top_k=0, top_p=1.0, learning_rate=3e-4,
+              dropout=0.0, n_layer=4)
+
+
+@pytest.mark.parametrize("arg, message", [
+    ("--batch_size=0", "batch_size must be >= 1, got 0"), ("--batch_size=-4", "batch_size must be >= 1, got -4"),
+    ("--block_size=0", "block_size must be >= 1"), ("--gradient_accumulation_steps=0", "gradient_accumulation_steps"),
+    ("--eval_interval=0", "eval_interval must be >= 1"), ("--log_interval=0", "log_interval must be >= 1"),
+    ("--max_iters=-1", "max_iters must be >= 0"), ("--max_new_tokens=0", "max_new_tokens must be >= 1"),
+    ("--n_layer=0", "n_layer must be >= 1"), ("--temperature=-1", "temperature must be >= 0, got -1.0"),
+    ("--top_k=-3", "top_k must be >= 0, got -3"), ("--top_p=0", r"top_p must be in \(0, 1\], got 0.0"),
+    ("--top_p=1.5", r"top_p must be in \(0, 1\]"), ("--learning_rate=0", "learning_rate must be > 0"),
+    ("--dropout=1", "dropout must be below 1"),
+])
+def test_shared_ranges_are_one_line_errors(arg, message):
+    with pytest.raises(SystemExit, match=f"config error: {message}") as e:
+        configure(dict(RANGES), [arg])
+    assert "\n" not in str(e.value)
+
+
+def test_values_at_the_edge_of_their_range_pass():
+    config = configure(dict(RANGES), ["--max_iters=0", "--temperature=0", "--top_p=1", "--batch_size=1"])
+    assert (config["max_iters"], config["temperature"], config["top_p"], config["batch_size"]) == (0, 0.0, 1.0, 1)
+
+
 def test_unknown_key_in_a_config_file(tmp_path):
     cfg = tmp_path / "c.py"
     cfg.write_text("learning_rat = 3e-4\n")
