@@ -87,6 +87,7 @@ def outputs(*stages):
             make(start)
         if not os.path.exists(os.path.join(out, stage, "ckpt.pt")):
             partial = os.path.join(out, f"{stage}.partial")
+            shutil.rmtree(partial, ignore_errors=True)   # an interrupted attempt: start it over
             run(*command, f"--out_dir={partial}", threads=1)
             shutil.rmtree(os.path.join(out, stage), ignore_errors=True)
             os.replace(partial, os.path.join(out, stage))

@@ -7,7 +7,8 @@ rejected one; the reference keeps it from drifting away from everything SFT taug
     python train_dpo.py config/dpo_small.py
     python train_dpo.py config/dpo_small.py --loss_type=ipo
     python train_dpo.py config/dpo_small.py --pairs_file=pairs_train.jsonl    # synthetic negatives
-    torchrun --standalone --nproc_per_node=2 train_dpo.py config/dpo_small.py
+    torchrun --standalone --nproc_per_node=2 train_dpo.py config/dpo_small.py --batch_size=16 \
+        --gradient_accumulation_steps=2     # the same 32-pair batches, half on each process
 
 Logged with TRL's names: loss, rewards/chosen, rewards/rejected, rewards/margins, rewards/accuracies,
 logps/chosen, logps/rejected; the implicit reward of a completion is beta * log(pi / pi_ref).
@@ -25,10 +26,10 @@ import torch.nn.functional as F
 from batches import batch_rng
 from common import (setup, wrap_model, teardown, sync_context, check_grad_accum, get_lr, optimizer_step,
                     save_checkpoint, load_checkpoint, model_from_checkpoint, start_model, checkpoint_payload,
-                    check_tokenizer, MetricsLog, read_jsonl, read_meta, encode_completions, greedy_accuracy)
+                    check_out_dir, check_data, MetricsLog, numbered_rows, read_problems, read_meta,
+                    encode_completions, greedy_accuracy)
 from configurator import configure
 from model import token_logprobs
-from tasks import problem_from_row
 from tokenizer import END, get_tokenizer
 
 # -----------------------------------------------------------------------------
@@ -37,6 +38,7 @@ from tokenizer import END, get_tokenizer
 out_dir = "out/dpo"
 data_dir = "data/small"
 init_from = "out/sft/ckpt.pt"        # the SFT checkpoint (policy and reference start from it), or "resume"
+overwrite = False                    # True: a fresh run may replace the checkpoint in out_dir
 pairs_file = "pairs_onpolicy_train.jsonl"   # in data_dir: generate_pairs.py --policy=...; pairs_train.jsonl, pairs_seed.jsonl, or any path
 eval_interval = 36
 log_interval = 10
@@ -172,11 +174,8 @@ def read_pairs(path, tok, block_size):
     generators that do not know the model's block_size (a wrong-operation negative of a 3-digit
     equation runs to ~190 tokens, on-policy rejects to max_new_tokens), and a few of them should not
     stop a run. Never cut: a cut pair would train on a different answer."""
-    rows = read_jsonl(path)
-    with open(path) as f:  # read_jsonl skips blank lines: recover each row's line number for the errors
-        linenos = [n for n, line in enumerate(f, 1) if line.strip()]
     pairs, skipped = [], []
-    for lineno, row in zip(linenos, rows):
+    for lineno, row in numbered_rows(path):
         prompt, chosen, rejected = pair_from_row(row, f"{path}:{lineno}")
         n_tokens = len(tok.encode(prompt)) + max(len(tok.encode(chosen)), len(tok.encode(rejected)))
         if n_tokens > block_size:
@@ -290,19 +289,17 @@ def main():
     loss_settings = {k: config[k] for k in ("beta", "loss_type", "label_smoothing", "reference_free", "rpo_alpha")}
     rt = setup(device, dtype, seed)
     accum = check_grad_accum(gradient_accumulation_steps, rt)
+    check_out_dir(out_dir, init_from == "resume", overwrite)
     meta = read_meta(data_dir)
     decay_iters = lr_decay_iters or max_iters
 
     # the policy; dropout off, as in the reference, or the log-ratios would be noise even at step 0
-    model, ckpt, resuming = start_model(init_from, out_dir, rt, dropout=0.0)
-    ckpt_path = os.path.join(out_dir, "ckpt.pt") if resuming else init_from
-    check_tokenizer(ckpt["tokenizer"], meta["tokenizer"], ckpt_path, os.path.join(data_dir, "meta.json"))
+    model, ckpt, resuming, ckpt_path = start_model(init_from, out_dir, rt, dropout=0.0, stage="dpo")
+    check_data(ckpt["tokenizer"], ckpt["model_args"]["vocab_size"], meta, ckpt_path, data_dir)
     tok = get_tokenizer(meta["tokenizer"])
     block_size = model.config.block_size
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), rt.device_type)
     iter_num = 0
-    if resuming and "reference_from" not in ckpt:
-        raise SystemExit(f"{ckpt_path} was not written by train_dpo.py: resume needs a DPO checkpoint")
     tokens_seen = 0  # chosen and rejected completion tokens trained on, across ranks
     if resuming:
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -321,8 +318,7 @@ def main():
     train_pairs, train_skipped = read_pairs(train_path, tok, block_size)
     val_pairs, val_skipped = read_pairs(val_path, tok, block_size)
     val_pairs = val_pairs[:n_val_pairs]
-    val_rows = read_jsonl(os.path.join(data_dir, "sft_val.jsonl"), ("Q", "A", "type"))
-    eval_problems = [problem_from_row(r) for r in val_rows[:n_eval_problems]]
+    eval_problems = read_problems(os.path.join(data_dir, "sft_val.jsonl"))[:n_eval_problems]
     reference_kind = "none (reference_free)" if reference_free else "frozen copy"
     if precompute_ref and not reference_free:
         t0 = time.time()
@@ -352,10 +348,10 @@ def main():
                   f"rejected {val['logps/rejected']:.2f}, greedy accuracy {acc['overall']:.3f}")
             print("  " + ", ".join(f"{t} {a:.2f}" for t, a in acc.items() if t != "overall"))
             log.write(iter=iter_num, split="eval", **val, accuracy=acc, lr=lr, elapsed_s=time.time() - t_start)
-            if iter_num > 0:
+            if iter_num > 0 or max_iters == 0:
                 save_checkpoint(os.path.join(out_dir, "ckpt.pt"),
                                 **checkpoint_payload(raw_model, optimizer, config, iter_num, meta["tokenizer"],
-                                                     reference_from=reference_from, accuracy=acc,
+                                                     stage="dpo", reference_from=reference_from, accuracy=acc,
                                                      tokens_seen=tokens_seen))
         if iter_num >= max_iters:
             break

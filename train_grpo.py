@@ -5,7 +5,7 @@ completions that beat the other completions of the same prompt. Reads like nanoc
 
     python train_grpo.py config/grpo_small.py
     python train_grpo.py config/grpo_small.py --init_from=out/dpo/ckpt.pt --beta=0.04
-    torchrun --standalone --nproc_per_node=2 train_grpo.py config/grpo_small.py
+    torchrun --standalone --nproc_per_node=2 train_grpo.py config/grpo_small.py --prompts_per_step=8   # 16 a step
 
 One step: draw prompts_per_step problems (never a prompt of sft_val, test or test_ood), sample group_size
 completions of each with the KV-cache engine at `temperature`, reward them, turn the rewards into
@@ -47,8 +47,8 @@ What is simplified, honestly
   - No mini-batches: each update is one forward/backward over the whole batch, fine at this scale.
   - top_k/top_p truncate the distribution that samples, but the ratio and KL use the full temperature-scaled
     one (identical at the defaults top_k=0, top_p=1).
-  - DDP: each rank samples its own prompts (seeded by rank) and normalises its own loss, DDP averages the
-    gradients, and the logs show rank 0's rollouts.
+  - DDP: each rank samples its own prompts (seeded by rank), DDP averages the gradients (dapo divides by the
+    completion tokens of all ranks, as TRL does), and the logs show rank 0's rollouts.
   - Dynamic sampling that runs out of rounds trains on the informative groups it has (logged as groups).
 """
 import copy
@@ -63,13 +63,13 @@ import torch.nn.functional as F
 
 from batches import sft_batch
 from common import (setup, wrap_model, teardown, get_lr, optimizer_step, save_checkpoint, load_checkpoint,
-                    model_from_checkpoint, start_model, checkpoint_payload, check_tokenizer, MetricsLog,
-                    read_jsonl, read_meta, greedy_accuracy, greedy_correct)
+                    model_from_checkpoint, start_model, checkpoint_payload, check_out_dir, check_data, MetricsLog,
+                    read_jsonl, read_problems, read_meta, greedy_accuracy, greedy_correct)
 from configurator import configure
 from model import generate, token_logprobs
 from task_mix import (auto_weights, check_weights, describe_mix, draw_problems, held_out_problems,
                       without_exhausted_cells)
-from tasks import has_canonical_format, is_correct, problem_from_row
+from tasks import has_canonical_format, is_correct
 from tokenizer import get_tokenizer
 
 # -----------------------------------------------------------------------------
@@ -77,6 +77,7 @@ from tokenizer import get_tokenizer
 out_dir = "out/grpo"
 data_dir = "data/small"
 init_from = "out/sft/ckpt.pt"        # an SFT or DPO checkpoint (also the KL reference), or "resume"
+overwrite = False                    # True: a fresh run may replace the checkpoint in out_dir
 eval_interval = 60
 log_interval = 1
 n_eval_problems = 350                # greedy exact match on this many problems of data_dir/sft_val.jsonl
@@ -154,10 +155,12 @@ def masked_mean(x, mask):
 
 
 def grpo_loss(logps, old_logps, ref_logps, advantages, completion_mask, loss_type, epsilon_low, epsilon_high,
-              beta, max_len=None, use_bias_correction_kl=False):
+              beta, max_len=None, use_bias_correction_kl=False, num_tokens=None):
     """The clipped surrogate plus beta * k3 KL. logps (with grad), old_logps, ref_logps (None: no KL term) and
     completion_mask are (B, T), per sampled token; advantages (B,). max_len is dr_grpo's constant (default T).
     use_bias_correction_kl multiplies each token's k3 by its ratio (with grad), as TRL's default does.
+    num_tokens is dapo's divisor (default: this batch's completion tokens); under DDP, every rank's tokens
+    over the number of ranks, as TRL does, so that DDP's mean of the gradients is the global token mean.
     Returns the loss and metrics: kl (mean KL term over completion tokens; only with a reference), clip_low,
     clip_high, clip_any (shares of completion tokens whose ratio the clip cut: below 1 - epsilon_low with
     A < 0, above 1 + epsilon_high with A > 0, either)."""
@@ -175,7 +178,7 @@ def grpo_loss(logps, old_logps, ref_logps, advantages, completion_mask, loss_typ
     if loss_type == "grpo":
         loss = ((per_token * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)).mean()
     elif loss_type == "dapo":
-        loss = masked_mean(per_token, mask)
+        loss = masked_mean(per_token, mask) if num_tokens is None else (per_token * mask).sum() / num_tokens
     elif loss_type == "dr_grpo":
         loss = (per_token * mask).sum() / (logps.size(0) * (max_len or logps.size(1)))
     else:
@@ -326,6 +329,11 @@ def policy_update(model, reference, optimizer, idx, mask, sample_logps, advantag
     if reference is not None:
         with torch.no_grad(), rt.autocast:
             ref_logps = token_logprobs(reference(idx)[0], idx, temperature)   # (B, T-1)
+    num_tokens = None
+    if rt.ddp:   # dapo's divisor: the completion tokens of all ranks, per rank
+        num_tokens = mask.sum().float()
+        dist.all_reduce(num_tokens)
+        num_tokens = num_tokens.clamp(min=1) / rt.world_size
     totals = {}
     for it in range(num_iterations):
         with rt.autocast:
@@ -335,7 +343,7 @@ def policy_update(model, reference, optimizer, idx, mask, sample_logps, advantag
             old_logps = logps.detach()  # the policy that sampled, before any update: the first ratio is exactly 1
             totals["sample_logp_diff"] = masked_mean((old_logps - sample_logps).abs(), mask).item()
         loss, metrics = grpo_loss(logps, old_logps, ref_logps, advantages, mask, loss_type, epsilon_low,
-                                  epsilon_high, beta, max_new_tokens, use_bias_correction_kl)
+                                  epsilon_high, beta, max_new_tokens, use_bias_correction_kl, num_tokens)
         entropy = masked_entropy(logits if entropy_coef else logits.detach(), mask, temperature)
         (loss - entropy_coef * entropy).backward()
         if anchor is not None:   # its own forward and backward: the gradients add up (DDP too: two all-reduces)
@@ -354,6 +362,7 @@ def main():
     config = configure(globals())
     check_config()
     rt = setup(device, dtype, seed)
+    check_out_dir(out_dir, init_from == "resume", overwrite)
     meta = read_meta(data_dir)
     tok = get_tokenizer(meta["tokenizer"])
     task_digits = meta.get("config", {}).get("tasks")
@@ -362,11 +371,8 @@ def main():
                          "regenerate the data with generate_pairs.py")
     decay_iters = lr_decay_iters or max_iters
 
-    model, ckpt, resuming = start_model(init_from, out_dir, rt, dropout=0.0)
-    ckpt_path = os.path.join(out_dir, "ckpt.pt") if resuming else init_from
-    check_tokenizer(ckpt["tokenizer"], meta["tokenizer"], ckpt_path, os.path.join(data_dir, "meta.json"))
-    if resuming and "reference_from" not in ckpt:
-        raise SystemExit(f"{ckpt_path} was not written by train_grpo.py: resume needs a GRPO checkpoint")
+    model, ckpt, resuming, ckpt_path = start_model(init_from, out_dir, rt, dropout=0.0, stage="grpo")
+    check_data(ckpt["tokenizer"], ckpt["model_args"]["vocab_size"], meta, ckpt_path, data_dir)
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), rt.device_type)
     iter_num = 0
     tokens_seen = 0
@@ -384,8 +390,8 @@ def main():
     held_out_list = held_out_problems(data_dir)
     held_out = frozenset(p.prompt for p in held_out_list)
     sft_rows = read_jsonl(os.path.join(data_dir, "sft_train.jsonl"), ("prompt", "completion")) if sft_coef else []
-    val_rows = read_jsonl(os.path.join(data_dir, "sft_val.jsonl"), ("Q", "A", "type"))
-    eval_problems = [problem_from_row(r) for r in val_rows[:n_eval_problems]]
+    val_problems = read_problems(os.path.join(data_dir, "sft_val.jsonl"))
+    eval_problems = val_problems[:n_eval_problems]
     if task_weights is not None:
         weights = check_weights(task_weights, task_digits, data_dir)
     elif resuming:
@@ -393,7 +399,6 @@ def main():
         if all(isinstance(key, str) for key in weights):   # written before the mix had cells: the same mix
             weights = check_weights(weights, task_digits, data_dir)
     else:
-        val_problems = [problem_from_row(r) for r in val_rows]
         correct = greedy_correct(model, tok, val_problems, rt, max_new_tokens)
         weights = auto_weights(val_problems, correct, auto_weight_floor)
     weights = without_exhausted_cells(weights, held_out_list, task_digits)
@@ -415,11 +420,11 @@ def main():
             print(f"step {iter_num}: greedy accuracy {acc['overall']:.3f} on {len(eval_problems)} held-out problems")
             print("  " + ", ".join(f"{t} {a:.2f}" for t, a in acc.items() if t != "overall"))
             log.write(iter=iter_num, split="eval", accuracy=acc, lr=lr, elapsed_s=time.time() - t_start)
-            if iter_num > 0:
+            if iter_num > 0 or max_iters == 0:
                 save_checkpoint(os.path.join(out_dir, "ckpt.pt"),
                                 **checkpoint_payload(raw_model, optimizer, config, iter_num, meta["tokenizer"],
-                                                     reference_from=reference_from, task_weights=weights,
-                                                     accuracy=acc, tokens_seen=tokens_seen))
+                                                     stage="grpo", reference_from=reference_from,
+                                                     task_weights=weights, accuracy=acc, tokens_seen=tokens_seen))
         if iter_num >= max_iters:
             break
 

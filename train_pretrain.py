@@ -3,7 +3,8 @@ Pretraining: next-token prediction on the stream of worked problems that generat
 to data/<name>/train.bin. Reads like nanoGPT's train.py.
 
     python train_pretrain.py config/pretrain_small.py
-    torchrun --standalone --nproc_per_node=2 train_pretrain.py config/pretrain_small.py
+    torchrun --standalone --nproc_per_node=2 train_pretrain.py config/pretrain_small.py --batch_size=32 \
+        --gradient_accumulation_steps=2     # the same 64-sequence batches, half on each process
 """
 import os
 import time
@@ -11,9 +12,9 @@ import time
 import numpy as np
 import torch
 
-from batches import batch_rng, document_starts, get_batch
+from batches import batch_rng, document_starts, get_batch, read_tokens
 from common import (setup, wrap_model, teardown, sync_context, check_grad_accum, get_lr, optimizer_step,
-                    peak_flops, save_checkpoint, load_checkpoint, model_from_checkpoint, checkpoint_payload,
+                    peak_flops, save_checkpoint, start_model, checkpoint_payload, check_out_dir, check_data,
                     MetricsLog, read_meta)
 from configurator import configure
 from model import GPT, GPTConfig
@@ -25,6 +26,7 @@ from tokenizer import get_tokenizer
 out_dir = "out/pretrain"
 data_dir = "data/small"
 init_from = "scratch"       # "scratch", "resume" (from out_dir/ckpt.pt) or "gpt2"
+overwrite = False           # True: a fresh run may replace the checkpoint in out_dir
 eval_interval = 250
 eval_iters = 20
 log_interval = 25
@@ -83,37 +85,48 @@ def main():
     config = configure(globals())
     rt = setup(device, dtype, seed)
     accum = check_grad_accum(gradient_accumulation_steps, rt)
+    resuming = init_from == "resume"
+    check_out_dir(out_dir, resuming, overwrite)
     meta = read_meta(data_dir)
-    eot_id = get_tokenizer(meta["tokenizer"]).eot_id
-    splits = {}
-    for split in ("train", "val"):
-        data = np.memmap(os.path.join(data_dir, f"{split}.bin"), dtype=np.uint16, mode="r")
-        splits[split] = (data, document_starts(data, eot_id, block_size))
-    tokens_per_iter = accum * rt.world_size * batch_size * block_size
     decay_iters = lr_decay_iters or max_iters
 
     iter_num, best_val_loss, ckpt_path = 0, 1e9, os.path.join(out_dir, "ckpt.pt")
+    described = GPTConfig(block_size=block_size, vocab_size=meta["vocab_size"], n_layer=n_layer, n_head=n_head,
+                          n_kv_head=n_kv_head, n_embd=n_embd, dropout=dropout, bias=bias, pos=pos, norm=norm,
+                          mlp=mlp, qk_norm=qk_norm, tie_embeddings=tie_embeddings)   # the model the keys describe
     if init_from == "scratch":
-        model = GPT(GPTConfig(block_size=block_size, vocab_size=meta["vocab_size"], n_layer=n_layer, n_head=n_head,
-                              n_kv_head=n_kv_head, n_embd=n_embd, dropout=dropout, bias=bias, pos=pos, norm=norm,
-                              mlp=mlp, qk_norm=qk_norm, tie_embeddings=tie_embeddings)).to(rt.device)
-    elif init_from == "resume":
-        ckpt = load_checkpoint(ckpt_path, rt.device)
-        model = model_from_checkpoint(ckpt, rt.device)
+        model = GPT(described).to(rt.device)
+    elif resuming:
+        model, ckpt, _, _ = start_model(init_from, out_dir, rt, dropout, stage="pretrain")
+        check_data(ckpt["tokenizer"], ckpt["model_args"]["vocab_size"], meta, ckpt_path, data_dir)
+        ignored = {k: v for k, v in ckpt["model_args"].items()
+                   if k not in ("vocab_size", "dropout") and getattr(described, k, v) != v}
+        if ignored and rt.master:
+            print(f"warning: resuming {ckpt_path} keeps its model, so these keys are ignored: "
+                  + ", ".join(f"{k}={getattr(described, k)!r} (the checkpoint's: {v!r})" for k, v in ignored.items()))
         iter_num, best_val_loss = ckpt["iter_num"], ckpt["best_val_loss"]
     elif init_from == "gpt2":
         model = GPT.from_pretrained("gpt2", dropout=dropout).to(rt.device)
+        check_data("gpt2", model.config.vocab_size, meta, "gpt2 (Hugging Face)", data_dir)
     else:
         raise SystemExit(f"init_from={init_from!r}; allowed: scratch, resume, gpt2")
-    if model.config.vocab_size < meta["vocab_size"]:
-        raise SystemExit(f"model vocab {model.config.vocab_size} < data vocab {meta['vocab_size']} "
-                         f"({meta['tokenizer']} tokenizer): the data needs a matching tokenizer")
+    block = model.config.block_size
+    longest = max(meta.get("max_document_tokens", {}).get("train", {}).values(), default=0)  # <|endoftext|> included
+    if longest > block + 1:
+        raise SystemExit(f"block_size={block} cuts the longest training documents ({longest} tokens, {data_dir}/"
+                         f"meta.json): no window would hold a whole worked problem; use block_size >= {longest - 1}")
+    eot_id = get_tokenizer(meta["tokenizer"]).eot_id
+    splits = {}
+    for split in ("train", "val"):
+        data = read_tokens(data_dir, split)
+        splits[split] = (data, document_starts(data, eot_id, block))
+    tokens_per_iter = accum * rt.world_size * batch_size * block
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), rt.device_type)
-    if init_from == "resume":
+    if resuming:
         optimizer.load_state_dict(ckpt["optimizer"])
         del ckpt
     model, raw_model = wrap_model(model, rt, compile)
-    log = MetricsLog(out_dir, resume_iter=iter_num if init_from == "resume" else None) if rt.master else None
+    log = MetricsLog(out_dir, resume_iter=iter_num if resuming else None) if rt.master else None
     peak = peak_flops(rt) if rt.master else None
     if rt.master:
         print(f"{raw_model.num_params() / 1e6:.2f}M parameters, {tokens_per_iter:,} tokens/iter, "
@@ -126,20 +139,21 @@ def main():
             if rt.master:
                 # the raw model: through the DDP wrapper a forward broadcasts buffers (RoPE's) from rank 0 to
                 # ranks that may have finished, and the final evaluation hangs or crashes
-                losses = estimate_loss(raw_model, splits, rt, eval_iters, batch_size, block_size, seed)
+                losses = estimate_loss(raw_model, splits, rt, eval_iters, batch_size, block, seed)
                 print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
                 log.write(iter=iter_num, split="eval", train_loss=losses["train"], val_loss=losses["val"], lr=lr,
                           elapsed_s=time.time() - t_start)
                 best_val_loss = min(best_val_loss, losses["val"])
-                if iter_num > 0:
+                if iter_num > 0 or max_iters == 0:  # max_iters=0 writes the untrained model
                     save_checkpoint(ckpt_path, **checkpoint_payload(raw_model, optimizer, config, iter_num,
-                                                                    meta["tokenizer"], best_val_loss=best_val_loss,
+                                                                    meta["tokenizer"], stage="pretrain",
+                                                                    best_val_loss=best_val_loss,
                                                                     tokens_seen=iter_num * tokens_per_iter))
         if iter_num >= max_iters:
             break
 
         for micro_step in range(accum):
-            x, y = get_batch(*splits["train"], batch_size, block_size,
+            x, y = get_batch(*splits["train"], batch_size, block,
                              batch_rng(seed, iter_num, rt.rank * accum + micro_step), rt.device)
             with sync_context(model, micro_step, accum), rt.autocast:
                 _, loss = model(x, y)
@@ -152,7 +166,7 @@ def main():
             dt = (time.time() - t0) / log_interval
             t0 = time.time()
             lossf = loss.item() * accum
-            mfu = raw_model.estimate_mfu(tokens_per_iter, block_size, dt, peak) if peak else float("nan")
+            mfu = raw_model.estimate_mfu(tokens_per_iter, block, dt, peak) if peak else float("nan")
             print(f"iter {iter_num}: loss {lossf:.4f}, time {dt * 1000:.1f}ms, "
                   f"tok/s {tokens_per_iter / dt:,.0f}, mfu {mfu * 100:.1f}%, lr {lr:.2e}")
             log.write(iter=iter_num, split="train", loss=lossf, lr=lr, grad_norm=grad_norm, ms_per_iter=dt * 1000,

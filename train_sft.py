@@ -5,6 +5,8 @@ model spends nothing on predicting the random operands of the prompt. The loss i
 model(x, y), with the targets of the prompt and the padding set to -1.
 
     python train_sft.py config/sft_small.py
+    torchrun --standalone --nproc_per_node=2 train_sft.py config/sft_small.py --batch_size=32 \
+        --gradient_accumulation_steps=2     # the same 64-example batches, half on each process
 """
 import os
 import time
@@ -13,13 +15,12 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from batches import batch_rng, document_starts, get_batch, sft_batch
+from batches import batch_rng, document_starts, get_batch, read_tokens, sft_batch
 from common import (setup, wrap_model, teardown, sync_context, check_grad_accum, get_lr, optimizer_step,
-                    save_checkpoint, start_model, checkpoint_payload, check_tokenizer, MetricsLog, read_jsonl,
-                    read_meta, greedy_accuracy)
+                    save_checkpoint, start_model, checkpoint_payload, check_out_dir, check_data, MetricsLog,
+                    read_jsonl, read_problems, read_meta, greedy_accuracy)
 from configurator import configure
 from model import GPT
-from tasks import problem_from_row
 from tokenizer import get_tokenizer
 
 # -----------------------------------------------------------------------------
@@ -27,6 +28,7 @@ from tokenizer import get_tokenizer
 out_dir = "out/sft"
 data_dir = "data/small"
 init_from = "out/pretrain/ckpt.pt"   # a checkpoint path, "resume" (out_dir/ckpt.pt) or "gpt2"
+overwrite = False                    # True: a fresh run may replace the checkpoint in out_dir
 eval_interval = 200
 log_interval = 25
 n_eval_problems = 350                # greedy exact match on this many held-out problems (50 per type)
@@ -84,14 +86,15 @@ def main():
     config = configure(globals())
     rt = setup(device, dtype, seed)
     accum = check_grad_accum(gradient_accumulation_steps, rt)
+    check_out_dir(out_dir, init_from == "resume", overwrite)
     meta = read_meta(data_dir)
     tok = get_tokenizer(meta["tokenizer"])
     train = read_jsonl(os.path.join(data_dir, "sft_train.jsonl"), ("prompt", "completion"))
     val = read_jsonl(os.path.join(data_dir, "sft_val.jsonl"), ("prompt", "completion", "Q", "A", "type"))
-    eval_problems = [problem_from_row(r) for r in val[:n_eval_problems]]
-    val_data = np.memmap(os.path.join(data_dir, "val.bin"), dtype=np.uint16, mode="r")
+    eval_problems = read_problems(os.path.join(data_dir, "sft_val.jsonl"))[:n_eval_problems]
+    val_data = read_tokens(data_dir, "val")
 
-    iter_num, resuming = 0, init_from == "resume"
+    iter_num, resuming = 0, False
     if init_from == "scratch":
         # the shape of a model lives in one place, train_pretrain.py's keys: it writes an untrained checkpoint
         raise SystemExit("init_from='scratch': SFT starts from a checkpoint; for SFT without pretraining, write an "
@@ -99,9 +102,10 @@ def main():
                          "pass --init_from=out/untrained/ckpt.pt")
     if init_from == "gpt2":
         model = GPT.from_pretrained("gpt2", dropout=dropout).to(rt.device)
+        check_data("gpt2", model.config.vocab_size, meta, "gpt2 (Hugging Face)", data_dir)
     else:
-        model, ckpt, resuming = start_model(init_from, out_dir, rt, dropout)
-        check_tokenizer(ckpt["tokenizer"], meta["tokenizer"], init_from, data_dir)
+        model, ckpt, resuming, ckpt_path = start_model(init_from, out_dir, rt, dropout, stage="sft")
+        check_data(ckpt["tokenizer"], ckpt["model_args"]["vocab_size"], meta, ckpt_path, data_dir)
     block = model.config.block_size
     val_stream = (val_data, document_starts(val_data, tok.eot_id, block))
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), rt.device_type)
@@ -135,11 +139,11 @@ def main():
                       f"the model is forgetting; lower learning_rate or max_iters")
             log.write(iter=iter_num, split="eval", val_loss=losses, accuracy=acc, pretrain_val_loss=forget,
                       forgetting=forgetting, lr=lr, elapsed_s=time.time() - t_start)
-            if iter_num > 0:
+            if iter_num > 0 or max_iters == 0:
                 save_checkpoint(os.path.join(out_dir, "ckpt.pt"),
                                 **checkpoint_payload(raw_model, optimizer, config, iter_num, meta["tokenizer"],
-                                                     start_pretrain_loss=start_pretrain_loss, accuracy=acc,
-                                                     tokens_seen=tokens_seen))
+                                                     stage="sft", start_pretrain_loss=start_pretrain_loss,
+                                                     accuracy=acc, tokens_seen=tokens_seen))
         if iter_num >= max_iters:
             break
 
@@ -161,7 +165,7 @@ def main():
             log.write(iter=iter_num, split="train", loss=loss.item() * accum, lr=lr, grad_norm=grad_norm,
                       ms_per_iter=dt * 1000, elapsed_s=time.time() - t_start)
     if rt.master:
-        print(f"done in {time.time() - t_start:.1f}s")
+        print(f"done in {time.time() - t_start:.1f}s; checkpoint {os.path.join(out_dir, 'ckpt.pt')}")
     teardown(rt)
 
 

@@ -64,6 +64,23 @@ def test_trl_bias_corrected_kl(loss_type, want):
     assert loss.item() == pytest.approx(want, abs=1e-6)
 
 
+def test_dapo_under_ddp_divides_by_the_tokens_of_every_rank():
+    # two simulated ranks, one completion each (3 and 2 tokens): each divides its token sum by 5 / 2 ranks, as
+    # TRL does, so the mean DDP takes of their gradients is the gradient of the one-process loss
+    logp = torch.tensor(LOGP, requires_grad=True)
+    args = (torch.tensor(OLD), torch.tensor(REF), torch.tensor([1.0, -0.5]), MASK, "dapo", 0.2, 0.28, 0.04)
+    one_process, _ = grpo_loss(logp, *args)
+    (grad_one,) = torch.autograd.grad(one_process, logp)
+    ranks = [grpo_loss(logp[r:r + 1], *(a[r:r + 1] for a in args[:4]), *args[4:], num_tokens=torch.tensor(2.5))[0]
+             for r in (0, 1)]
+    ddp = (ranks[0] + ranks[1]) / 2
+    assert ddp.item() == pytest.approx(-0.477337, abs=1e-6) == one_process.item()
+    assert torch.allclose(torch.autograd.grad(ddp, logp)[0], grad_one)
+    # each rank dividing by its own tokens (nanomath before, not TRL) weighs the short completion's tokens more
+    own = [grpo_loss(logp[r:r + 1], *(a[r:r + 1] for a in args[:4]), *args[4:])[0] for r in (0, 1)]
+    assert ((own[0] + own[1]) / 2).item() != pytest.approx(one_process.item(), abs=1e-3)
+
+
 @pytest.mark.parametrize("loss_type, want_loss", [("grpo", 0.0), ("dapo", -0.1), ("dr_grpo", -0.0625)])
 def test_on_policy_loss_and_its_gradient(loss_type, want_loss):
     logp = torch.tensor(LOGP, requires_grad=True)
