@@ -149,13 +149,20 @@ def peak_flops(rt):
         return next((v for k, v in _PEAK_FLOPS.items() if k in name), None)
     if rt.device_type != "cpu":
         return None
-    n = 1024
-    a = torch.randn(n, n, dtype=getattr(torch, rt.dtype))
+    return matmul_flops(rt.dtype, "cpu", 0.3)
+
+
+def matmul_flops(dtype, device, seconds, n=1024):
+    """FLOP/s of an (n, n) @ (n, n) matmul in dtype on device, timed for about `seconds`."""
+    a = torch.randn(n, n, dtype=getattr(torch, dtype), device=device)
     a @ a  # warm up
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync()
     t0, reps = time.time(), 0
-    while time.time() - t0 < 0.3:
+    while time.time() - t0 < seconds:
         a @ a
         reps += 1
+    sync()
     return 2 * n ** 3 * reps / (time.time() - t0)
 
 
