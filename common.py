@@ -66,7 +66,7 @@ def setup(device="auto", dtype="auto", seed=1337):
     device_type = "cuda" if device.startswith("cuda") else device
     if dtype == "auto":
         # bf16 where the hardware has it: GPUs, and CPUs with bf16 instructions (AVX512-BF16, AMX, Arm
-        # BF16), where the small config trains about 2x faster than in fp32 (bench.py); else fp32
+        # BF16), where the small config trains much faster than in fp32 (README: Benchmarks); else fp32
         caps = torch.cpu.get_capabilities()
         cpu_bf16 = any(caps.get(k, False) for k in ("avx512_bf16", "amx_bf16", "bf16"))
         gpu_bf16 = device_type == "cuda" and torch.cuda.is_bf16_supported()

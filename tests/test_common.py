@@ -168,16 +168,6 @@ def test_malformed_or_incomplete_meta_json(tmp_path):
         read_meta(str(tmp_path))
 
 
-def test_problem_rows_name_their_file_and_line(tmp_path):
-    path = tmp_path / "test.jsonl"
-    path.write_text('{"Q": "1+1=?", "A": "2", "type": "a_plus_b_q"}\n\n{"Q": "1+1=?", "A": "two", "type": "a_plus_b_q"}\n')
-    with pytest.raises(SystemExit, match=r"test.jsonl:3: A 'two' \(Q '1\+1=\?'\) must be an integer"):
-        read_problems(str(path))
-    path.write_text('{"Q": "1+1=?", "A": "2", "type": "a_times_b_q"}\n')
-    with pytest.raises(SystemExit, match=r"test.jsonl:1: Q '1\+1=\?' is not a a_times_b_q prompt"):
-        read_problems(str(path))
-
-
 def test_a_fresh_run_does_not_replace_a_checkpoint(tmp_path):
     check_out_dir(str(tmp_path), resuming=False, overwrite=False)       # nothing there yet
     (tmp_path / "ckpt.pt").write_bytes(b"x")
@@ -202,6 +192,13 @@ def test_read_jsonl_names_the_bad_line(tmp_path):
     path.write_text('{"prompt": "1+1=?"}\n{"completion": "2"}\n')
     with pytest.raises(SystemExit, match=r"x.jsonl:2: missing key\(s\) prompt"):
         read_jsonl(str(path), ("prompt",))
+    # problems too, through tasks.problem_from_row, blank lines counted
+    path.write_text('{"Q": "1+1=?", "A": "2", "type": "a_plus_b_q"}\n\n{"Q": "1+1=?", "A": "two", "type": "a_plus_b_q"}\n')
+    with pytest.raises(SystemExit, match=r"x.jsonl:3: A 'two' \(Q '1\+1=\?'\) must be an integer"):
+        read_problems(str(path))
+    path.write_text('{"Q": "1+1=?", "A": "2", "type": "a_times_b_q"}\n')
+    with pytest.raises(SystemExit, match=r"x.jsonl:1: Q '1\+1=\?' is not a a_times_b_q prompt"):
+        read_problems(str(path))
     path.write_text("")
     with pytest.raises(SystemExit, match="is empty"):
         read_jsonl(str(path))

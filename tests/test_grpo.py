@@ -4,7 +4,6 @@ import importlib
 import itertools
 import json
 import random
-import subprocess
 import sys
 
 import pytest
@@ -17,7 +16,6 @@ from tokenizer import get_tokenizer
 from task_mix import auto_weights, check_weights, draw_problems, without_exhausted_cells
 from train_grpo import assemble, compute_advantages, grpo_loss, k3_kl, reward
 
-REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 # ---------------------------------------------------------------- advantages
 
@@ -192,14 +190,6 @@ def test_configured_task_weights_spread_evenly_over_the_cells():
 
 
 # ---------------------------------------------------------------- end to end on a tiny random checkpoint
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    subprocess.run([sys.executable, "generate_pairs.py", "config/data_tiny.py", f"--out_root={root}"], cwd=REPO,
-                   check=True, capture_output=True)
-    return root / "tiny"
-
 
 def write_checkpoint(path, model, tokenizer="math"):
     opt = model.configure_optimizers(0.0, 1e-3, (0.9, 0.99), "cpu")

@@ -15,9 +15,7 @@ import torch.nn.functional as F
 from tokenizer import get_tokenizer, THINK, END_THINK, END
 from batches import sft_batch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY_MODEL = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--batch_size=8", "--block_size=96",
-              "--eval_iters=2", "--log_interval=1", "--device=cpu", "--dtype=float32"]
+from conftest import ROOT, TINY_MODEL
 
 
 def run(script, *args, check=True):
@@ -25,22 +23,6 @@ def run(script, *args, check=True):
                          cwd=ROOT, timeout=300)
     if check and out.returncode != 0:
         raise AssertionError(out.stdout + out.stderr)
-    return out
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    run("generate_pairs.py", "config/data_tiny.py", f"--out_root={root}")
-    return str(root / "tiny")
-
-
-@pytest.fixture(scope="module")
-def pretrained(data_dir, tmp_path_factory):
-    """A 20-iteration tiny pretraining run's out_dir."""
-    out = tmp_path_factory.mktemp("pre")
-    run("train_pretrain.py", f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=20", "--eval_interval=20",
-        *TINY_MODEL)
     return out
 
 
