@@ -187,7 +187,8 @@ def load_checkpoint(path, device="cpu"):
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:
         message = str(e).strip().splitlines()
-        raise SystemExit(f"could not load checkpoint {path}: {type(e).__name__}" + (f": {message[0]}" if message else ""))
+        raise SystemExit(f"could not load checkpoint {path}: {type(e).__name__}"
+                         + (f": {message[0]}" if message else ""))
     missing = [k for k in ("model", "model_args", "tokenizer") if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         raise SystemExit(f"{path} is not a checkpoint of nanomath's training scripts: no {', '.join(missing)}")

@@ -39,7 +39,8 @@ out_dir = "out/dpo"
 data_dir = "data/small"
 init_from = "out/sft/ckpt.pt"        # the SFT checkpoint (policy and reference start from it), or "resume"
 overwrite = False                    # True: a fresh run may replace the checkpoint in out_dir
-pairs_file = "pairs_onpolicy_train.jsonl"   # in data_dir: generate_pairs.py --policy=...; pairs_train.jsonl, pairs_seed.jsonl, or any path
+pairs_file = "pairs_onpolicy_train.jsonl"   # in data_dir (generate_pairs.py --policy=...): or pairs_train.jsonl,
+                                            # pairs_seed.jsonl, any path
 eval_interval = 36
 log_interval = 10
 val_pairs_file = ""                  # "": pairs_file's _train -> _val if that exists (pairs_onpolicy_val.jsonl), else pairs_val.jsonl
@@ -211,8 +212,8 @@ def reference_table(reference, tok, pairs, block_size, rt, batch_size):
     """Reference log-probs of every pair, (N, 2) = [chosen, rejected], computed once so that no
     reference model stays in memory. That is a forward pass over the whole pairs file: worth it on a
     GPU short of memory, or when the run draws every pair several times; a run that draws about as many
-    pairs as the file holds (the default) saves no time with it. Under DDP each rank scores every world_size-th batch and the ranks add
-    up their tables."""
+    pairs as the file holds (the default) saves no time with it. Under DDP each rank scores every
+    world_size-th batch and the ranks add up their tables."""
     table = torch.zeros(len(pairs), 2, device=rt.device)
     for start in range(rt.rank * batch_size, len(pairs), rt.world_size * batch_size):
         end = min(start + batch_size, len(pairs))

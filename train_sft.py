@@ -84,6 +84,11 @@ def pretrain_val_loss(model, val_stream, block_size, rt, seed, n_batches=10):
 
 def main():
     config = configure(globals())
+    if init_from == "scratch":
+        # a model's shape lives in one place, train_pretrain.py's keys, which can write an untrained checkpoint
+        raise SystemExit("init_from='scratch': SFT starts from a checkpoint; for SFT without pretraining, write an "
+                         "untrained one with `python train_pretrain.py --max_iters=0 --out_dir=out/untrained` and "
+                         "pass --init_from=out/untrained/ckpt.pt")
     rt = setup(device, dtype, seed)
     accum = check_grad_accum(gradient_accumulation_steps, rt)
     check_out_dir(out_dir, init_from == "resume", overwrite)
@@ -95,11 +100,6 @@ def main():
     val_data = read_tokens(data_dir, "val")
 
     iter_num, resuming = 0, False
-    if init_from == "scratch":
-        # the shape of a model lives in one place, train_pretrain.py's keys: it writes an untrained checkpoint
-        raise SystemExit("init_from='scratch': SFT starts from a checkpoint; for SFT without pretraining, write an "
-                         "untrained one with `python train_pretrain.py --max_iters=0 --out_dir=out/untrained` and "
-                         "pass --init_from=out/untrained/ckpt.pt")
     if init_from == "gpt2":
         model = GPT.from_pretrained("gpt2", dropout=dropout).to(rt.device)
         check_data("gpt2", model.config.vocab_size, meta, "gpt2 (Hugging Face)", data_dir)

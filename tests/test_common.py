@@ -58,7 +58,8 @@ def test_bad_config_is_a_one_line_error(argv, message):
 
 
 def test_none_only_where_the_default_is_none(tmp_path):
-    with pytest.raises(SystemExit, match=r"config error \(--max_iters=None\): max_iters cannot be None; its default is 100"):
+    with pytest.raises(SystemExit, match=r"config error \(--max_iters=None\): max_iters cannot be None; its default "
+                                         r"is 100"):
         configure(_defaults(), ["--max_iters=None"])
     cfg = tmp_path / "c.py"
     cfg.write_text("name = None\n")
@@ -145,7 +146,8 @@ def test_missing_and_corrupt_checkpoints_are_one_line_errors(tmp_path):
         load_checkpoint(str(empty))
     no_tokenizer = str(tmp_path / "no_tokenizer.pt")
     save_checkpoint(no_tokenizer, model={}, model_args={})
-    with pytest.raises(SystemExit, match="no_tokenizer.pt is not a checkpoint of nanomath's training scripts: no tokenizer"):
+    with pytest.raises(SystemExit, match="no_tokenizer.pt is not a checkpoint of nanomath's training scripts: "
+                                         "no tokenizer"):
         load_checkpoint(no_tokenizer)
 
 
@@ -193,7 +195,8 @@ def test_read_jsonl_names_the_bad_line(tmp_path):
     with pytest.raises(SystemExit, match=r"x.jsonl:2: missing key\(s\) prompt"):
         read_jsonl(str(path), ("prompt",))
     # problems too, through tasks.problem_from_row, blank lines counted
-    path.write_text('{"Q": "1+1=?", "A": "2", "type": "a_plus_b_q"}\n\n{"Q": "1+1=?", "A": "two", "type": "a_plus_b_q"}\n')
+    path.write_text('{"Q": "1+1=?", "A": "2", "type": "a_plus_b_q"}\n\n'
+                    '{"Q": "1+1=?", "A": "two", "type": "a_plus_b_q"}\n')
     with pytest.raises(SystemExit, match=r"x.jsonl:3: A 'two' \(Q '1\+1=\?'\) must be an integer"):
         read_problems(str(path))
     path.write_text('{"Q": "1+1=?", "A": "2", "type": "a_times_b_q"}\n')

@@ -47,7 +47,7 @@ def test_pretraining(data_dir, tmp_path):
 
 
 def test_sft(data_dir, pretrained, tmp_path):
-    single, ddp = single_and_ddp(tmp_path, "train_sft.py", f"--data_dir={data_dir}", f"--init_from={pretrained / 'ckpt.pt'}",
+    single, ddp = single_and_ddp(tmp_path, "train_sft.py", f"--data_dir={data_dir}", f"--init_from={pretrained}/ckpt.pt",
                                  "--batch_size=4", "--max_iters=4", "--eval_interval=2", "--n_eval_problems=7",
                                  "--max_new_tokens=8", "--warmup_iters=1", "--learning_rate=1e-3")
     assert [r["iter"] for r in ddp] == [0, 2, 4]
@@ -56,7 +56,7 @@ def test_sft(data_dir, pretrained, tmp_path):
 
 
 def test_dpo(data_dir, pretrained, tmp_path):
-    single, ddp = single_and_ddp(tmp_path, "train_dpo.py", f"--data_dir={data_dir}", f"--init_from={pretrained / 'ckpt.pt'}",
+    single, ddp = single_and_ddp(tmp_path, "train_dpo.py", f"--data_dir={data_dir}", f"--init_from={pretrained}/ckpt.pt",
                                  "--pairs_file=pairs_train.jsonl", "--batch_size=4", "--max_iters=4",
                                  "--eval_interval=2", "--n_val_pairs=8", "--n_eval_problems=7", "--max_new_tokens=8",
                                  "--warmup_iters=1", "--learning_rate=1e-3")
@@ -68,7 +68,7 @@ def test_dpo(data_dir, pretrained, tmp_path):
 def test_grpo(data_dir, pretrained, tmp_path):
     # each rank samples its own prompts, so the run is not one process's; it must finish and write its checkpoint
     out = tmp_path / "grpo"
-    run("train_grpo.py", "config/grpo_tiny.py", f"--data_dir={data_dir}", f"--init_from={pretrained / 'ckpt.pt'}",
+    run("train_grpo.py", "config/grpo_tiny.py", f"--data_dir={data_dir}", f"--init_from={pretrained}/ckpt.pt",
         f"--out_dir={out}", "--prompts_per_step=2", "--max_new_tokens=16", "--n_eval_problems=7", *SYSTEM, ddp=True)
     assert [r["iter"] for r in eval_rows(out)] == [0, 2]
     assert torch.load(out / "ckpt.pt", weights_only=True)["iter_num"] == 2

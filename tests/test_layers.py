@@ -30,7 +30,8 @@ def test_the_layers_are_what_the_test_thinks():
 
 def test_no_stage_script_imports_another_stage_script_or_the_layer_above():
     for script in sorted(STAGES):
-        assert not imported(script) & (STAGES | TOP) - {script}, f"{script}.py imports {imported(script) & (STAGES | TOP)}"
+        upward = imported(script) & (STAGES | TOP) - {script}
+        assert not upward, f"{script}.py imports {upward}"
 
 
 def test_library_modules_import_only_library_modules():
