@@ -21,7 +21,7 @@ for arg in "$@"; do
 done
 if [ $fresh = 1 ]; then
     rm -rf "data/$size" "$out"
-    [ $size = small ] && rm -f report.md
+    if [ $size = small ]; then rm -f report.md; fi
 fi
 mkdir -p "$out/.done"
 export PYTHONUNBUFFERED=1  # log lines appear as they happen, also when piped to a file
