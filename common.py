@@ -1,7 +1,9 @@
 """
-Training plumbing shared by every stage script: device, precision and DDP setup, the
-learning-rate schedule, the optimizer step, atomic checkpoints, log.jsonl, JSONL input.
-The interesting part of each stage (its data, its loss, its loop) stays in its own script.
+Plumbing shared by the stage scripts. Training: device, precision and DDP setup, the learning-rate
+schedule, the optimizer step, atomic checkpoints, log.jsonl, JSONL input. Generation: prompt+completion
+batches, batched completion of text prompts with the KV-cache engine, and greedy accuracy checked by
+tasks.is_correct (SFT, DPO, GRPO and eval.py share it). And eval.py's accuracy table, which the report
+card prints too. The interesting part of each stage (its data, its loss, its loop) stays in its own script.
 """
 import json
 import math
@@ -15,7 +17,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from model import GPT, GPTConfig, generate
-from tasks import is_correct
+from tasks import is_correct, problem_from_row
 
 
 # -----------------------------------------------------------------------------
@@ -50,6 +52,10 @@ def setup(device="auto", dtype="auto", seed=1337):
     ddp = int(os.environ.get("RANK", -1)) != -1
     rank, local_rank, world_size = 0, 0, 1
     device = pick_device(device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"device={device!r} but this torch has no CUDA device: use --device=cpu (or auto)")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise SystemExit("device='mps' but MPS is not available here: use --device=cpu (or auto)")
     if ddp:
         rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
         world_size = int(os.environ["WORLD_SIZE"])
@@ -60,7 +66,7 @@ def setup(device="auto", dtype="auto", seed=1337):
     device_type = "cuda" if device.startswith("cuda") else device
     if dtype == "auto":
         # bf16 where the hardware has it: GPUs, and CPUs with bf16 instructions (AVX512-BF16, AMX, Arm
-        # BF16), where the small config trains about 2x faster than in fp32 (bench.py); else fp32
+        # BF16), where the small config trains much faster than in fp32 (README: Benchmarks); else fp32
         caps = torch.cpu.get_capabilities()
         cpu_bf16 = any(caps.get(k, False) for k in ("avx512_bf16", "amx_bf16", "bf16"))
         gpu_bf16 = device_type == "cuda" and torch.cuda.is_bf16_supported()
@@ -143,13 +149,20 @@ def peak_flops(rt):
         return next((v for k, v in _PEAK_FLOPS.items() if k in name), None)
     if rt.device_type != "cpu":
         return None
-    n = 1024
-    a = torch.randn(n, n, dtype=getattr(torch, rt.dtype))
+    return matmul_flops(rt.dtype, "cpu", 0.3)
+
+
+def matmul_flops(dtype, device, seconds, n=1024):
+    """FLOP/s of an (n, n) @ (n, n) matmul in dtype on device, timed for about `seconds`."""
+    a = torch.randn(n, n, dtype=getattr(torch, dtype), device=device)
     a @ a  # warm up
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync()
     t0, reps = time.time(), 0
-    while time.time() - t0 < 0.3:
+    while time.time() - t0 < seconds:
         a @ a
         reps += 1
+    sync()
     return 2 * n ** 3 * reps / (time.time() - t0)
 
 
@@ -168,10 +181,18 @@ def save_checkpoint(path, **payload):
 def load_checkpoint(path, device="cpu"):
     if not os.path.exists(path):
         raise SystemExit(f"checkpoint not found: {path} (train the earlier stage first, or pass --ckpt=...)")
+    if os.path.getsize(path) == 0:
+        raise SystemExit(f"could not load checkpoint {path}: the file is empty (0 bytes)")
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:
-        raise SystemExit(f"could not load checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0]}")
+        message = str(e).strip().splitlines()
+        raise SystemExit(f"could not load checkpoint {path}: {type(e).__name__}"
+                         + (f": {message[0]}" if message else ""))
+    missing = [k for k in ("model", "model_args", "tokenizer") if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise SystemExit(f"{path} is not a checkpoint of nanomath's training scripts: no {', '.join(missing)}")
+    return ckpt
 
 
 def model_from_checkpoint(ckpt, device, dropout=None):
@@ -185,14 +206,25 @@ def model_from_checkpoint(ckpt, device, dropout=None):
     return model.to(device)
 
 
-def start_model(init_from, out_dir, rt, dropout=0.0):
-    """The starting point of a fine-tuning stage: init_from is "resume" (this stage's own out_dir/ckpt.pt,
-    optimizer state and iteration included) or the path of an earlier stage's checkpoint.
-    Returns (model, checkpoint dict, resuming)."""
+def check_out_dir(out_dir, resuming, overwrite):
+    """A fresh run does not replace the checkpoint (and log) of another run without being told to."""
+    path = os.path.join(out_dir, "ckpt.pt")
+    if os.path.exists(path) and not (resuming or overwrite):
+        raise SystemExit(f"{path} exists: --init_from=resume continues that run, --overwrite=True replaces it, "
+                         "or pass another --out_dir")
+
+
+def start_model(init_from, out_dir, rt, dropout=0.0, stage=None):
+    """The starting point of a stage: init_from is "resume" (this stage's own out_dir/ckpt.pt, optimizer
+    state and iteration included; it must have been written by the same stage) or the path of an earlier
+    stage's checkpoint. Returns (model, checkpoint dict, resuming, the checkpoint's path)."""
     resuming = init_from == "resume"
     path = os.path.join(out_dir, "ckpt.pt") if resuming else init_from
     ckpt = load_checkpoint(path, rt.device)
-    return model_from_checkpoint(ckpt, rt.device, dropout), ckpt, resuming
+    if resuming and ckpt.get("stage") != stage:
+        raise SystemExit(f"{path} was not written by train_{stage}.py (its stage: {ckpt.get('stage', 'unknown')}): "
+                         f"resume needs a {stage} checkpoint; to start from it, pass --init_from={path}")
+    return model_from_checkpoint(ckpt, rt.device, dropout), ckpt, resuming, path
 
 
 def checkpoint_payload(raw_model, optimizer, config, iter_num, tokenizer_name, **extra):
@@ -201,11 +233,17 @@ def checkpoint_payload(raw_model, optimizer, config, iter_num, tokenizer_name, *
                 tokenizer=tokenizer_name, **extra)
 
 
-def check_tokenizer(ckpt_tokenizer, data_tokenizer, ckpt_path, data_path):
-    if ckpt_tokenizer != data_tokenizer:
-        raise SystemExit(f"tokenizer mismatch: checkpoint {ckpt_path} uses {ckpt_tokenizer!r} but "
-                         f"{data_path} was made with {data_tokenizer!r}; regenerate the data with "
-                         f"--tokenizer={ckpt_tokenizer} or use a matching checkpoint")
+def check_data(tokenizer_name, vocab_size, meta, ckpt_path, data_dir):
+    """A model meets data: the data must be made with the model's tokenizer, and every id in it must have
+    a row in the model's embedding (vocab_size)."""
+    data_path = os.path.join(data_dir, "meta.json")
+    if tokenizer_name != meta["tokenizer"]:
+        raise SystemExit(f"tokenizer mismatch: checkpoint {ckpt_path} uses {tokenizer_name!r} but "
+                         f"{data_path} was made with {meta['tokenizer']!r}; regenerate the data with "
+                         f"--tokenizer={tokenizer_name} or use a matching checkpoint")
+    if vocab_size < meta["vocab_size"]:
+        raise SystemExit(f"vocabulary mismatch: checkpoint {ckpt_path} embeds {vocab_size} token ids but "
+                         f"{data_path} has {meta['vocab_size']}; use a model made for this tokenizer")
 
 
 # -----------------------------------------------------------------------------
@@ -219,14 +257,21 @@ class MetricsLog:
     def __init__(self, out_dir, resume_iter=None):
         self.path = os.path.join(out_dir, "log.jsonl")
         os.makedirs(out_dir, exist_ok=True)
-        kept = []
+        rows = []
         if resume_iter is not None and os.path.exists(self.path):
             with open(self.path) as f:
-                rows = [(line, json.loads(line)) for line in f]
-            kept = [line for line, row in rows if row["iter"] < resume_iter
-                    or (row["iter"] == resume_iter and row.get("split") != "eval")]
+                lines = [line for line in f if line.strip()]
+            for lineno, line in enumerate(lines, 1):
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    if lineno < len(lines):
+                        raise SystemExit(f"{self.path}:{lineno}: malformed JSON ({e.msg})")
+                    print(f"{self.path}: dropped the cut-off last line (the run was killed while writing it)")
+        kept = [row for row in rows if row["iter"] < resume_iter
+                or (row["iter"] == resume_iter and row.get("split") != "eval")]
         with open(self.path, "w") as f:
-            f.writelines(kept)
+            f.writelines(json.dumps(row) + "\n" for row in kept)
 
     def write(self, **row):
         with open(self.path, "a") as f:
@@ -235,6 +280,17 @@ class MetricsLog:
 
 def read_jsonl(path, required=()):
     """Rows of a JSONL file; a malformed line or a missing key exits naming the file and line."""
+    return [row for _, row in numbered_rows(path, required)]
+
+
+def read_problems(path):
+    """The tasks.Problem of every row of a JSONL file with Q, A and type (sft_val.jsonl, test.jsonl, ...);
+    a row that states no problem exits naming the file and line."""
+    return [problem_from_row(row, f"{path}:{lineno}") for lineno, row in numbered_rows(path, ("Q", "A", "type"))]
+
+
+def numbered_rows(path, required=()):
+    """(line number, row) of every non-blank line of a JSONL file, checked as read_jsonl says."""
     if not os.path.exists(path):
         raise SystemExit(f"data file not found: {path} (run generate_pairs.py first)")
     rows = []
@@ -251,7 +307,7 @@ def read_jsonl(path, required=()):
             missing = [k for k in required if k not in row]
             if missing:
                 raise SystemExit(f"{path}:{lineno}: missing key(s) {', '.join(missing)}")
-            rows.append(row)
+            rows.append((lineno, row))
     if not rows:
         raise SystemExit(f"{path} is empty")
     return rows
@@ -262,7 +318,14 @@ def read_meta(data_dir):
     if not os.path.exists(path):
         raise SystemExit(f"{path} not found: run `python generate_pairs.py config/data_small.py` first")
     with open(path) as f:
-        return json.load(f)
+        try:
+            meta = json.load(f)
+        except json.JSONDecodeError as e:
+            raise SystemExit(f"{path}:{e.lineno}: malformed JSON ({e.msg}): regenerate the data with generate_pairs.py")
+    missing = [k for k in ("tokenizer", "vocab_size") if not isinstance(meta, dict) or k not in meta]
+    if missing:
+        raise SystemExit(f"{path}: no {', '.join(missing)}: regenerate the data with generate_pairs.py")
+    return meta
 
 
 # -----------------------------------------------------------------------------
@@ -327,3 +390,28 @@ def greedy_accuracy(model, tok, problems, rt, max_new_tokens, batch_size=500):
     acc = {t: sum(v) / len(v) for t, v in sorted(by_type.items())}
     acc["overall"] = sum(sum(v) for v in by_type.values()) / len(problems)
     return acc
+
+
+# -----------------------------------------------------------------------------
+# eval.py's accuracy table, also in the report card
+
+def percent(value, ci, sign=""):
+    return f"{100 * value:{sign}.1f} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+
+def markdown_table(results):
+    """Greedy accuracy (%) with 95% CIs: a row per task type and overall, a column per checkpoint, and
+    the paired difference last minus first when there are several."""
+    checkpoints = results["checkpoints"]
+    names = [c["name"] for c in checkpoints]
+    header = ["task", "n"] + names + ([f"delta ({names[-1]} - {names[0]})"] if "delta" in results else [])
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for group, m in checkpoints[0]["metrics"].items():
+        if group == "ungraded":
+            continue
+        cells = [group, str(m["n"])] + [percent(c["metrics"][group]["acc"], c["metrics"][group]["ci"])
+                                       for c in checkpoints]
+        if "delta" in results:
+            cells.append(percent(results["delta"][group]["diff"], results["delta"][group]["ci"], "+"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

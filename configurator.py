@@ -7,11 +7,26 @@ which applies, in order, every config file named on the command line
 (`python train_sft.py config/sft_small.py`) and every `--key=value` override.
 Values are parsed with ast.literal_eval (so `--lr=3e-4`, `--compile=True`,
 `--types=('add','sub')`) and must have the type of the default they replace;
-a plain word that is not a Python literal is taken as a string (`--device=cpu`).
+a plain word that is not a Python literal is taken as a string (`--device=cpu`), and so is
+any text given to a string key (`--out_dir=2024`). None is accepted only where the default is None.
+Then every key is checked against the ranges below, shared by all the scripts.
 Anything wrong exits with a one-line message that names the key.
 """
 import ast
 import sys
+
+# the ranges of the keys the scripts share, by name: a key means the same thing in every script
+AT_LEAST = {
+    # sizes, counts, intervals, accumulation
+    "batch_size": 1, "block_size": 1, "gradient_accumulation_steps": 1, "eval_interval": 1, "log_interval": 1,
+    "eval_iters": 1, "max_new_tokens": 1, "n_layer": 1, "n_head": 1, "n_embd": 1, "n_eval_problems": 1,
+    "n_val_pairs": 1, "prompts_per_step": 1, "max_sampling_rounds": 1, "num_iterations": 1, "sft_batch_size": 1,
+    "policy_prompts": 1, "policy_samples": 1, "steps": 1, "gen_batch_size": 1, "gen_tokens": 1,
+    # 0 means "off", "all" or "the default" (see each script)
+    "n_kv_head": 0, "max_iters": 0, "warmup_iters": 0, "lr_decay_iters": 0, "n_per_type": 0, "num_samples": 0,
+    "n_transcripts": 0, "top_k": 0, "temperature": 0, "policy_temperature": 0, "min_lr": 0, "weight_decay": 0,
+    "grad_clip": 0, "dropout": 0,
+}
 
 
 def _config_keys(g):
@@ -21,7 +36,9 @@ def _config_keys(g):
 
 
 def _check_type(key, value, default, source):
-    if default is None or value is None:
+    if value is None and default is not None:
+        raise SystemExit(f"config error ({source}): {key} cannot be None; its default is {default!r}")
+    if default is None:
         return value
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)  # --lr=1 means 1.0
@@ -64,5 +81,22 @@ def configure(g, argv=None):
                 value = ast.literal_eval(raw)
             except (ValueError, SyntaxError):
                 value = raw  # a bare word such as --device=cpu or --ckpt=out/sft/ckpt.pt
+            if isinstance(defaults[key], str) and value is not None and not isinstance(value, str):
+                value = raw  # a string key takes number-like text as text: --out_dir=2024
             g[key] = _check_type(key, value, defaults[key], arg)
-    return {k: g[k] for k in defaults}
+    config = {k: g[k] for k in defaults}
+    check_ranges(config)
+    return config
+
+
+def check_ranges(config):
+    """Every shared key within its range (AT_LEAST above; top_p in (0, 1], dropout below 1)."""
+    for key, low in AT_LEAST.items():
+        if isinstance(config.get(key), (int, float)) and config[key] < low:
+            raise SystemExit(f"config error: {key} must be >= {low}, got {config[key]!r}")
+    if "top_p" in config and not 0 < config["top_p"] <= 1:
+        raise SystemExit(f"config error: top_p must be in (0, 1], got {config['top_p']!r}")
+    if "dropout" in config and not config["dropout"] < 1:
+        raise SystemExit(f"config error: dropout must be below 1, got {config['dropout']!r}")
+    if "learning_rate" in config and not config["learning_rate"] > 0:
+        raise SystemExit(f"config error: learning_rate must be > 0, got {config['learning_rate']!r}")

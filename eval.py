@@ -8,6 +8,7 @@ on the same problems and compared in one table, with a paired-bootstrap CI of la
     python eval.py config/eval_small.py --ckpt=out/sft/ckpt.pt,out/dpo/ckpt.pt
     python eval.py config/eval_small.py --ckpt=a,b,c,d --source=test_ood --out_dir=out/eval_ood
     python eval.py config/eval_small.py --source=prompts.txt --show_transcripts=True
+    python eval.py config/eval_small.py --source=my_problems.jsonl     # rows with Q, A and type, like test.jsonl
     python eval.py config/eval_small.py --num_samples=16 --temperature=0.8
 
 Writes out_dir/results.json (every number, and every greedy completion), out_dir/results.md (the
@@ -17,27 +18,29 @@ Answers are extracted and checked by tasks.py only, as in generate_pairs.py and 
 import json
 import os
 import random
+import tempfile
 import time
 from collections import Counter
 
 import numpy as np
 import torch
 
-from common import (setup, load_checkpoint, model_from_checkpoint, check_tokenizer, read_jsonl, read_meta,
-                    encode_completions, check_prompt, complete)
+from common import (setup, load_checkpoint, model_from_checkpoint, check_data, read_problems, read_meta,
+                    encode_completions, check_prompt, complete, markdown_table, percent)
 from configurator import configure
 from tasks import (Problem, completion, extract_answer, has_canonical_format, is_correct, parse_prompt,
-                   problem_from_row, sample_problems)
-from tokenizer import get_tokenizer
+                   sample_problems)
+from tokenizer import get_tokenizer, token_label
 
 # -----------------------------------------------------------------------------
-# defaults; config/eval_small.py and --key=value override them
+# defaults: every test problem of the small dataset; config/*.py and --key=value override them
 out_dir = "out/eval"
 data_dir = "data/small"
 ckpt = "out/sft/ckpt.pt"    # one checkpoint, or several separated by commas for a side-by-side table
-source = "test"             # "test", "test_ood", "generated" or the path of a text file with one prompt a line
+source = "test"             # "test", "test_ood", "generated", a .jsonl file of rows like test.jsonl's, or the path of
+                            # a text file with one prompt a line
 n_per_type = 0              # at most this many problems per task type (0 = all); "generated" draws this many
-max_new_tokens = 100
+max_new_tokens = 100        # the longest reference completion (meta.json) is about half that
 batch_size = 500
 num_samples = 0             # > 0: also sample this many completions per problem for pass@k and maj@k
 temperature = 1.0           # of those samples; the accuracy column is always greedy
@@ -118,8 +121,9 @@ def load_problems(source, data_dir, n_per_type=0, seed=1337):
     draws n_per_type fresh problems of each type (0: the data's n_test_per_type) from the data's digit
     config with this seed; unlike test, they may repeat training problems."""
     if source in ("test", "test_ood"):
-        rows = read_jsonl(os.path.join(data_dir, f"{source}.jsonl"), required=("Q", "A", "type"))
-        items = [problem_from_row(row) for row in rows]
+        items = read_problems(os.path.join(data_dir, f"{source}.jsonl"))
+    elif source.endswith(".jsonl") and os.path.isfile(source):   # rows with Q, A and type, like test.jsonl
+        items = read_problems(source)
     elif source == "generated":
         data_config = read_meta(data_dir)["config"]
         items = sample_problems(data_config["tasks"], n_per_type or data_config["n_test_per_type"],
@@ -138,17 +142,18 @@ def load_problems(source, data_dir, n_per_type=0, seed=1337):
     return kept
 
 
-def fit_max_new_tokens(tok, prompts, block_size, max_new_tokens):
-    """Every prompt must fit in block_size with room to answer; max_new_tokens is clamped so that the
-    longest prompt plus its completion fits (completions are far shorter than the default allows)."""
+def rooms(tok, prompts, block_size, max_new_tokens):
+    """The new tokens each prompt may generate: max_new_tokens, or less where the prompt's own length leaves
+    less room in block_size. A prompt that leaves none is an error; fewer than max_new_tokens is a note."""
     lengths = [len(tok.encode(p)) for p in prompts]
-    longest = prompts[int(np.argmax(lengths))]
-    check_prompt(tok, longest, block_size)
-    room = block_size - max(lengths)
-    if max_new_tokens > room:
-        print(f"max_new_tokens {max_new_tokens} clamped to {room}: the longest prompt {longest!r} has "
-              f"{max(lengths)} tokens and block_size is {block_size}")
-    return min(max_new_tokens, room)
+    longest = int(np.argmax(lengths))
+    check_prompt(tok, prompts[longest], block_size)
+    out = [min(max_new_tokens, block_size - n) for n in lengths]
+    short = sum(r < max_new_tokens for r in out)
+    if short:
+        print(f"note: {short} prompt(s) leave fewer than max_new_tokens={max_new_tokens} new tokens in block_size "
+              f"{block_size}; the longest, {prompts[longest]!r}, leaves {out[longest]}")
+    return out
 
 
 # -----------------------------------------------------------------------------
@@ -162,6 +167,19 @@ def generated_rows(generations):
             ids.append(tokens[mask].tolist())
             logprobs.append(logps[mask].tolist())
     return ids, logprobs
+
+
+def complete_in_rooms(model, tok, prompts, rt, room, batch_size, *sampling):
+    """common.complete with room[i] new tokens for prompt i: prompts with the same room share batches, so a
+    long prompt does not cut the answers of short ones. sampling: complete's temperature, top_k, top_p,
+    generator. Returns the texts and, per prompt, the generated ids and their log-probs."""
+    texts, ids, logprobs = [None] * len(prompts), [None] * len(prompts), [None] * len(prompts)
+    for r in sorted(set(room), reverse=True):
+        group = [i for i, n in enumerate(room) if n == r]
+        group_texts, generations = complete(model, tok, [prompts[i] for i in group], rt, r, batch_size, *sampling)
+        for i, text, row_ids, row_logprobs in zip(group, group_texts, *generated_rows(generations)):
+            texts[i], ids[i], logprobs[i] = text, row_ids, row_logprobs
+    return texts, ids, logprobs
 
 
 def worked_length(ids, tok):
@@ -188,11 +206,13 @@ def token_accuracy(model, tok, prompts, references, rt, batch_size):
     return torch.cat(hits).numpy(), torch.cat(totals).numpy()
 
 
-def sampled_metrics(model, tok, problems, rt, n, max_new_tokens, batch_size, temperature, top_k, top_p, seed):
-    """pass@k for k = 1, 2, 4, ... n (unbiased estimate from n samples) and maj@n, per problem."""
+def sampled_metrics(model, tok, problems, rt, n, room, batch_size, temperature, top_k, top_p, seed):
+    """pass@k for k = 1, 2, 4, ... n (unbiased estimate from n samples) and maj@n, per problem (room: the
+    new tokens of each)."""
     generator = torch.Generator(device=rt.device).manual_seed(seed)
-    texts, _ = complete(model, tok, [p.prompt for p in problems for _ in range(n)], rt, max_new_tokens,
-                        batch_size, temperature, top_k, top_p, generator)
+    texts, _, _ = complete_in_rooms(model, tok, [p.prompt for p in problems for _ in range(n)], rt,
+                                    [r for r in room for _ in range(n)], batch_size, temperature, top_k, top_p,
+                                    generator)
     ks = sorted({2 ** i for i in range(n.bit_length()) if 2 ** i <= n} | {n})
     metrics = {f"pass@{k}": np.zeros(len(problems)) for k in ks} | {f"maj@{n}": np.zeros(len(problems))}
     for i, p in enumerate(problems):
@@ -240,10 +260,10 @@ def evaluate_checkpoint(model, tok, problems, rt, max_new_tokens=100, batch_size
     CI, format rate, lengths, teacher-forced token accuracy (references made by tasks.completion with
     the data's `worked` setting) and, with num_samples > 0, pass@k and maj@k. Returns a dict with
     "metrics" {group: {...}}, the per-item "completions" and "correct" (None if ungraded), and
-    "transcripts"."""
+    "transcripts". Each item may generate max_new_tokens, or what room its prompt leaves in block_size."""
     prompts = [prompt_of(p) for p in problems]
-    texts, generations = complete(model, tok, prompts, rt, max_new_tokens, batch_size)
-    ids, logprobs = generated_rows(generations)
+    room = rooms(tok, prompts, model.config.block_size, max_new_tokens)
+    texts, ids, logprobs = complete_in_rooms(model, tok, prompts, rt, room, batch_size)
     groups = np.array([group_of(p) for p in problems])
     is_graded = groups != "ungraded"
     graded = [p for p in problems if isinstance(p, Problem)]
@@ -261,7 +281,8 @@ def evaluate_checkpoint(model, tok, problems, rt, max_new_tokens=100, batch_size
         per_item["token_hits"][scored], per_item["token_total"][scored] = token_accuracy(
             model, tok, [prompts[i] for i in scored], [references[i] for i in scored], rt, batch_size)
     if num_samples and graded:
-        for key, values in sampled_metrics(model, tok, graded, rt, num_samples, max_new_tokens, batch_size,
+        graded_room = [room[i] for i in np.flatnonzero(is_graded)]
+        for key, values in sampled_metrics(model, tok, graded, rt, num_samples, graded_room, batch_size,
                                            temperature, top_k, top_p, seed).items():
             per_item[key] = np.full(N, np.nan)
             per_item[key][is_graded] = values
@@ -272,8 +293,8 @@ def evaluate_checkpoint(model, tok, problems, rt, max_new_tokens=100, batch_size
     if not is_graded.all():
         metrics["ungraded"] = group_metrics(~is_graded, per_item, False, seed)
     return {"metrics": metrics, "max_new_tokens": max_new_tokens,
-            # a reference answer longer than the generation budget cannot be produced in full
-            "references_over_budget": sum(n > max_new_tokens for n in reference_len.values()),
+            # a reference answer longer than its generation budget cannot be produced in full
+            "references_over_budget": sum(n > room[i] for i, n in reference_len.items()),
             "completions": texts,
             "correct": [None if np.isnan(c) else bool(c) for c in per_item["correct"]],
             "transcripts": transcripts(tok, problems, texts, ids, logprobs, n_transcripts)}
@@ -296,28 +317,6 @@ def paired_delta(first, last, problems, seed=1337):
         diff = b[sel] - a[sel]
         out[group] = {"diff": float(diff.mean()), "ci": bootstrap_ci(diff, seed=seed)}
     return out
-
-
-def percent(value, ci, sign=""):
-    return f"{100 * value:{sign}.1f} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
-
-
-def markdown_table(results):
-    """Greedy accuracy (%) with 95% CIs: a row per task type and overall, a column per checkpoint, and
-    the paired difference last minus first when there are several."""
-    checkpoints = results["checkpoints"]
-    names = [c["name"] for c in checkpoints]
-    header = ["task", "n"] + names + ([f"delta ({names[-1]} - {names[0]})"] if "delta" in results else [])
-    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
-    for group, m in checkpoints[0]["metrics"].items():
-        if group == "ungraded":
-            continue
-        cells = [group, str(m["n"])] + [percent(c["metrics"][group]["acc"], c["metrics"][group]["ci"])
-                                       for c in checkpoints]
-        if "delta" in results:
-            cells.append(percent(results["delta"][group]["diff"], results["delta"][group]["ci"], "+"))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def metrics_table(results):
@@ -345,34 +344,50 @@ def checkpoint_names(paths):
     return names if len(set(names)) == len(names) else paths
 
 
-def token_label(text, token_id, prob):
-    """text(id, p=0.97); control characters escaped, so that a stray newline cannot break the line."""
-    return f"{text.encode('unicode_escape').decode('ascii')}({token_id}, p={prob:.2f})"
-
-
 def format_transcript(name, t):
     tokens = " ".join(token_label(x["text"], x["id"], np.exp(x["logprob"])) for x in t["tokens"])
     verdict = "ungraded" if t["correct"] is None else ("right" if t["correct"] else f"wrong, answer {t['answer']}")
     return f"[{name}] {t['prompt']}  ->  {tokens}  [{verdict}]"
 
 
-def evaluate_path(name, path, problems, meta, rt):
-    """Load one checkpoint, check it against the data, evaluate it and log one line (and transcripts)."""
-    checkpoint = load_checkpoint(path, rt.device)
-    check_tokenizer(checkpoint["tokenizer"], meta["tokenizer"], path, os.path.join(data_dir, "meta.json"))
+def load_checked(path, problems, meta):
+    """A checkpoint (without its optimizer state), checked against the data and the prompts: every one
+    is loaded before any is evaluated, so that a bad one stops eval.py before it has spent any time."""
+    checkpoint = load_checkpoint(path, "cpu")
+    checkpoint.pop("optimizer", None)
+    check_data(checkpoint["tokenizer"], checkpoint["model_args"]["vocab_size"], meta, path, data_dir)
+    tok = get_tokenizer(checkpoint["tokenizer"])
+    longest = max((prompt_of(p) for p in problems), key=lambda text: len(tok.encode(text)))
+    check_prompt(tok, longest, checkpoint["model_args"]["block_size"])
+    return checkpoint
+
+
+def check_writable(out_dir):
+    """Before any evaluation: results that cannot be written are lost."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as e:
+        raise SystemExit(f"out_dir {out_dir!r} is not writable ({type(e).__name__}: {e.strerror}): "
+                         "pass another --out_dir")
+
+
+def evaluate_path(name, path, checkpoint, problems, meta, rt):
+    """Evaluate one loaded checkpoint and log one line (and transcripts)."""
     tok = get_tokenizer(checkpoint["tokenizer"])
     model = model_from_checkpoint(checkpoint, rt.device)
-    new_tokens = fit_max_new_tokens(tok, [prompt_of(p) for p in problems], model.config.block_size, max_new_tokens)
     t0 = time.time()
-    r = evaluate_checkpoint(model, tok, problems, rt, new_tokens, batch_size, num_samples, temperature, top_k, top_p,
-                            meta.get("worked", True), n_transcripts, seed)
+    r = evaluate_checkpoint(model, tok, problems, rt, max_new_tokens, batch_size, num_samples, temperature, top_k,
+                            top_p, meta.get("worked", True), n_transcripts, seed)
     r = {"name": name, "ckpt": path, "iter_num": checkpoint.get("iter_num"), "seconds": time.time() - t0} | r
     overall = r["metrics"].get("overall")
     print(f"{name} ({path}, iter {r['iter_num']}): {len(problems)} problems in {r['seconds']:.1f}s"
           + (f", accuracy {percent(overall['acc'], overall['ci'])}" if overall else ""))
     if r["references_over_budget"]:
-        print(f"note: {r['references_over_budget']} reference completions are longer than max_new_tokens="
-              f"{new_tokens} and cannot be produced in full; raise --max_new_tokens")
+        print(f"note: {r['references_over_budget']} reference completions are longer than the new tokens their "
+              f"prompt may generate (max_new_tokens={max_new_tokens}, block_size {model.config.block_size}) and "
+              "cannot be produced in full")
     if show_transcripts:
         print("\n".join(format_transcript(name, t) for t in r["transcripts"]))
     return r
@@ -403,12 +418,14 @@ def main():
     paths = [p for p in ckpt.split(",") if p]
     if not paths:
         raise SystemExit("no checkpoint given: pass --ckpt=out/sft/ckpt.pt (several separated by commas)")
+    check_writable(out_dir)
+    checkpoints = [load_checked(path, problems, meta) for path in paths]
     print(f"{len(problems)} problems from {source}, device {rt.device} ({rt.dtype})")
     results = {"source": source, "config": config,
                "problems": [{"type": group_of(p), "prompt": prompt_of(p),
                              "answer": p.answer if isinstance(p, Problem) else None} for p in problems],
-               "checkpoints": [evaluate_path(name, path, problems, meta, rt)
-                               for name, path in zip(checkpoint_names(paths), paths)]}
+               "checkpoints": [evaluate_path(name, path, checkpoint, problems, meta, rt)
+                               for name, path, checkpoint in zip(checkpoint_names(paths), paths, checkpoints)]}
     if len(paths) > 1:
         results["delta"] = paired_delta(results["checkpoints"][0], results["checkpoints"][-1], problems, seed)
     write_report(results, len(problems))

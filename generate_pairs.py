@@ -228,12 +228,12 @@ def mine_policy_pairs():
     are the mistakes the model actually makes, which is what DPO can fix; synthetic refusals mostly
     teach it not to refuse."""
     import torch
-    from common import setup, load_checkpoint, model_from_checkpoint, check_tokenizer, read_jsonl, read_meta, complete
+    from common import setup, load_checkpoint, model_from_checkpoint, check_data, read_jsonl, read_meta, complete
     data_dir = os.path.join(out_root, name)
     meta = read_meta(data_dir)
     rt = setup("auto", "auto", seed)
     ckpt = load_checkpoint(policy, rt.device)
-    check_tokenizer(ckpt["tokenizer"], meta["tokenizer"], policy, data_dir)
+    check_data(ckpt["tokenizer"], ckpt["model_args"]["vocab_size"], meta, policy, data_dir)
     model, tok = model_from_checkpoint(ckpt, rt.device), get_tokenizer(meta["tokenizer"])
     max_new_tokens = max(meta["max_completion_tokens"]["train"].values()) + 16  # room for a longer wrong answer
     for split, n_prompts in (("train", policy_prompts), ("val", max(1, policy_prompts // 10))):

@@ -46,18 +46,15 @@ def run(script, *args, threads=None):
 
 def tiny_commands(root):
     """{stage: (the stage it starts from, its command but for --out_dir)} of the tiny pipeline under root:
-    a 0.1M-parameter model (2 layers, width 64) on config/data_tiny.py, on the CPU."""
+    the config/*_tiny.py runs (a 0.1M-parameter model, 2 layers, width 64, on config/data_tiny.py), on the CPU."""
     out = os.path.join(root, "out")
     common = [f"--data_dir={os.path.join(root, 'data', 'tiny')}", "--device=cpu"]
     return {
-        "pretrain": (None, ["train_pretrain.py", *common, "--n_layer=2", "--n_head=2", "--n_embd=64", "--block_size=96",
-                            "--batch_size=16", "--max_iters=300", "--eval_interval=50", "--eval_iters=4",
-                            "--log_interval=10", "--warmup_iters=10"]),
-        "sft": ("pretrain", ["train_sft.py", *common, f"--init_from={out}/pretrain/ckpt.pt", "--batch_size=16",
-                             "--max_iters=200", "--eval_interval=50", "--log_interval=10", "--n_eval_problems=70",
-                             "--max_new_tokens=64", "--warmup_iters=10"]),
+        "pretrain": (None, ["train_pretrain.py", "config/pretrain_tiny.py", *common]),
+        "sft": ("pretrain", ["train_sft.py", "config/sft_tiny.py", *common, f"--init_from={out}/pretrain/ckpt.pt"]),
+        # the synthetic pairs: on-policy ones would need the mining stage of `bash speedrun.sh --tiny`
         "dpo": ("sft", ["train_dpo.py", "config/dpo_tiny.py", *common, f"--init_from={out}/sft/ckpt.pt",
-                        "--max_iters=40", "--eval_interval=20", "--log_interval=2"]),
+                        "--pairs_file=pairs_train.jsonl", "--max_iters=40", "--eval_interval=20", "--log_interval=2"]),
         # a tiny model gets nearly every answer wrong: dynamic sampling would find no group to keep
         "grpo": ("sft", ["train_grpo.py", "config/grpo_tiny.py", *common, f"--init_from={out}/sft/ckpt.pt",
                          "--max_iters=10", "--eval_interval=5"]),
@@ -86,6 +83,7 @@ def outputs(*stages):
             make(start)
         if not os.path.exists(os.path.join(out, stage, "ckpt.pt")):
             partial = os.path.join(out, f"{stage}.partial")
+            shutil.rmtree(partial, ignore_errors=True)   # an interrupted attempt: start it over
             run(*command, f"--out_dir={partial}", threads=1)
             shutil.rmtree(os.path.join(out, stage), ignore_errors=True)
             os.replace(partial, os.path.join(out, stage))

@@ -7,8 +7,7 @@ card saves it.
     from plots import save_report_plots
     save_report_plots("out", "plots")   # loss_curves.png, stage_accuracy(_ood).png, dpo.png, grpo.png
 
-The last section finds the outputs the notebooks show: the speedrun's, or a tiny pipeline trained on the
-spot in well under a minute (always, with NANOMATH_TINY=1).
+Where the notebooks find the runs they plot is notebook_runs.py.
 """
 import html
 import json
@@ -21,11 +20,11 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
+from batches import sft_batch
 from common import read_jsonl, read_meta
 from model import token_logprobs
 from tasks import Problem, classify_error
 from tokenizer import get_tokenizer
-from train_sft import sft_batch
 
 
 # -----------------------------------------------------------------------------
@@ -136,7 +135,7 @@ def lr_curve(out_dirs):
 
 
 def mask_picture(tok, prompt, completion):
-    """One SFT training row as train_sft.sft_batch builds it: the input tokens and, under each, the token it
+    """One SFT training row as batches.sft_batch builds it: the input tokens and, under each, the token it
     is trained to predict next. Pretraining scores every target; SFT only the completion's (the others are
     -1, ignored by the loss), so no gradient goes to predicting the prompt's random operands."""
     ids = tok.encode(prompt) + tok.encode(completion)

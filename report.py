@@ -2,9 +2,12 @@
 The report card: writes report.md and plots/*.png from what speedrun.sh left in out/.
 
     python report.py
+    python report.py --measure=True     # only record this machine's matmul speed in out/machine.json
 
-Environment, model size, tokens and wall-clock per stage, and the accuracy of every stage's checkpoint
-per task type with 95% CIs, in distribution (test) and out of distribution (test_ood: longer operands).
+Environment, the machine's measured speed, model size, tokens and wall-clock per stage, and the accuracy of
+every stage's checkpoint per task type with 95% CIs, in distribution (test) and out of distribution
+(test_ood: longer operands). Stage times from different machines compare only next to the machine's speed:
+speedrun.sh measures it first, before any stage runs (a fp32 and a bf16 matmul, a few seconds).
 """
 import json
 import os
@@ -12,20 +15,31 @@ import platform
 
 import torch
 
-from common import load_checkpoint, model_from_checkpoint
+from common import load_checkpoint, markdown_table, matmul_flops, model_from_checkpoint, pick_device
 from configurator import configure
-from eval import markdown_table
 from plots import save_report_plots
 
 out_root = "out"
 report_path = "report.md"
 plots_dir = "plots"
+measure = False
 
 
-def stage_rows():
+def measure_machine(path):
+    """GFLOP/s of a 1024x1024 matmul in float32 and bfloat16 on the device the stages use, to path."""
+    device = pick_device("auto")
+    speed = {"device": device} | {dtype: matmul_flops(dtype, device, 1.0) / 1e9 for dtype in ("float32", "bfloat16")}
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(speed, f)
+    print(f"{device}: a 1024x1024 matmul runs at {speed['float32']:,.0f} GFLOP/s in float32, "
+          f"{speed['bfloat16']:,.0f} in bfloat16 -> {path}")
+
+
+def stage_rows(out_root):
     """(stage, seconds, tokens seen, checkpoint iteration) for every stage that finished."""
     rows = []
-    for stage in ("data", "pretrain", "sft", "pairs", "dpo", "grpo", "eval", "eval_ood"):
+    for stage in ("machine", "data", "pretrain", "sft", "pairs", "dpo", "grpo", "eval", "eval_ood"):
         done = os.path.join(out_root, ".done", stage)
         if not os.path.exists(done):
             continue
@@ -40,7 +54,7 @@ def stage_rows():
     return rows
 
 
-def environment():
+def environment(out_root):
     if torch.cuda.is_available():
         device = torch.cuda.get_device_name()
     else:
@@ -52,8 +66,15 @@ def environment():
         c = model_from_checkpoint(ckpt, "cpu")
         model = (f"{c.num_params() / 1e6:.2f}M parameters: {c.config.n_layer} layers, width {c.config.n_embd}, "
                  f"{c.config.n_head} heads, {c.config.pos} positions, block {c.config.block_size}")
-    return [("device", device), ("torch", torch.__version__), ("CPU cores", str(os.cpu_count())),
-            ("python", platform.python_version()), ("model", model)]
+    speed = "-"
+    path = os.path.join(out_root, "machine.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            m = json.load(f)
+        speed = (f"{m['float32']:,.0f} GFLOP/s float32, {m['bfloat16']:,.0f} GFLOP/s bfloat16 ({m['device']}, "
+                 "a 1024x1024 matmul, measured before the first stage)")
+    return [("device", device), ("matmul speed", speed), ("torch", torch.__version__),
+            ("CPU cores", str(os.cpu_count())), ("python", platform.python_version()), ("model", model)]
 
 
 def accuracy_section(title, results_path):
@@ -67,9 +88,11 @@ def accuracy_section(title, results_path):
 
 def main():
     configure(globals())
-    rows = stage_rows()
+    if measure:
+        return measure_machine(os.path.join(out_root, "machine.json"))
+    rows = stage_rows(out_root)
     lines = ["# nanomath report card", "", "| | |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in environment()]
+    lines += [f"| {k} | {v} |" for k, v in environment(out_root)]
     lines += ["", "## Stages", "", "| stage | wall-clock s | tokens seen | iterations |", "|---|---:|---:|---:|"]
     lines += [f"| {s} | {sec} | {tok} | {it} |" for s, sec, tok, it in rows]
     lines += [f"| **total** | **{sum(r[1] for r in rows)}** | | |", ""]
@@ -77,7 +100,8 @@ def main():
     lines += accuracy_section("Accuracy out of distribution (test_ood.jsonl: one digit longer)",
                               os.path.join(out_root, "eval_ood", "results.json"))
     written = save_report_plots(out_root, plots_dir)
-    lines += ["## Plots", ""] + [f"![{os.path.basename(p)}]({p})" for p in written]
+    here = os.path.dirname(report_path) or "."
+    lines += ["## Plots", ""] + [f"![{os.path.basename(p)}]({os.path.relpath(p, here)})" for p in written]
     with open(report_path, "w") as f:
         f.write("\n".join(lines) + "\n")
     print(f"wrote {report_path} and {len(written)} plots in {plots_dir}/")

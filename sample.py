@@ -6,7 +6,8 @@ Complete arithmetic prompts with a checkpoint, printing the tokens as they are p
     python sample.py --ckpt=out/sft/ckpt.pt --temperature=0.8 --top_k=5
     python sample.py --ckpt=out/sft/ckpt.pt        # interactive: >>> 17+19=?   (quit, Ctrl-D or Ctrl-C to leave)
 
-When a prompt is one of the task forms, the extracted answer is checked against the true one.
+Spaces are dropped (`3 + 4 = ?` is run as `3+4=?`). When a prompt is one of the task forms, the extracted answer
+is checked against the true one; any other prompt is run and said to be unchecked.
 """
 import re
 from contextlib import nullcontext
@@ -15,10 +16,9 @@ import torch
 
 from common import setup, load_checkpoint, model_from_checkpoint
 from configurator import configure
-from eval import token_label
 from model import KVCache, sample_next
-from tasks import extract_answer, is_correct, parse_prompt
-from tokenizer import get_tokenizer
+from tasks import extract_answer, is_correct, normalize_prompt, parse_prompt
+from tokenizer import get_tokenizer, token_label
 
 # -----------------------------------------------------------------------------
 ckpt = "out/sft/ckpt.pt"
@@ -73,7 +73,8 @@ def prompt_error(tok, text, block_size):
 
 
 def complete_prompt(model, tok, text, rt, generator):
-    """Print the prompt, then each token as it comes, then the verdict when the prompt is a task."""
+    """Print the prompt, then each token as it comes, then the verdict (or that there is none), and whether
+    block_size cut the completion."""
     ids = tok.encode(text)
     room = min(max_new_tokens, model.config.block_size - len(ids))
     print(text, end="", flush=True)
@@ -83,11 +84,15 @@ def complete_prompt(model, tok, text, rt, generator):
         piece = tok.decode_tokens([token_id])[0]
         print(" " + token_label(piece, token_id, prob) if show_tokens else piece, end="", flush=True)
     print()
+    if generated[-1] != tok.end_id and room < max_new_tokens:
+        print(f"cut at block_size {model.config.block_size}: the prompt leaves room for {room} new tokens")
     problem, completion = parse_prompt(text), tok.decode(generated)
     if problem:
         verdict = "right" if is_correct(completion, problem.answer) else f"wrong, the answer is {problem.answer}"
         answer = extract_answer(completion)
         print(f"{'no answer' if answer is None else f'answer {answer}'}: {verdict}")
+    else:
+        print("not one of the task forms: not checked")
 
 
 def interactive(model, tok, rt, generator, banner):
@@ -95,7 +100,7 @@ def interactive(model, tok, rt, generator, banner):
     print(banner)
     while True:
         try:
-            text = input(">>> ").strip()
+            text = normalize_prompt(input(">>> "))
         except EOFError:
             print()
             return
@@ -115,7 +120,7 @@ def main():
     tok = get_tokenizer(checkpoint["tokenizer"])
     model = model_from_checkpoint(checkpoint, rt.device).eval()
     generator = torch.Generator(device=rt.device).manual_seed(seed)
-    prompts = [p.strip() for p in prompt.split("|")] if prompt else []
+    prompts = [normalize_prompt(p) for p in prompt.split("|")] if prompt else []
     for p in prompts:
         error = prompt_error(tok, p, model.config.block_size)
         if error:

@@ -1,28 +1,36 @@
 #!/usr/bin/env bash
 # The whole nanomath pipeline on the small configs, then the report card:
-#   data -> pretrain -> SFT -> on-policy pairs -> DPO -> GRPO -> eval (test, test_ood) -> report.md
+#   machine speed -> data -> pretrain -> SFT -> on-policy pairs -> DPO -> GRPO -> eval (test, test_ood) -> report.md
 #
 #   bash speedrun.sh            # runs the stages not done yet (a finished stage is skipped)
 #   bash speedrun.sh --fresh    # deletes data/small and out/ and starts over
+#   bash speedrun.sh --tiny     # the same pipeline on config/*_tiny.py in about a minute: data/tiny, out/tiny/
+#                               # and out/tiny/report.md (a test runs it: every stage, every command)
 #
 # CPU by default; the scripts pick a GPU (and bf16) by themselves where there is one.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-if [ "${1:-}" = "--fresh" ]; then
-    rm -rf data/small out report.md
-elif [ -n "${1:-}" ]; then
-    echo "usage: bash speedrun.sh [--fresh]" >&2
-    exit 2
+size=small out=out report=report.md plots=plots ood=200 fresh=0
+for arg in "$@"; do
+    case $arg in
+        --fresh) fresh=1 ;;
+        --tiny) size=tiny out=out/tiny report=out/tiny/report.md plots=out/tiny/plots ood=20 ;;
+        *) echo "usage: bash speedrun.sh [--tiny] [--fresh]" >&2; exit 2 ;;
+    esac
+done
+if [ $fresh = 1 ]; then
+    rm -rf "data/$size" "$out"
+    if [ $size = small ]; then rm -f report.md; fi
 fi
-mkdir -p out/.done
+mkdir -p "$out/.done"
 export PYTHONUNBUFFERED=1  # log lines appear as they happen, also when piped to a file
 
 # stage NAME COMMAND...: run a stage unless it finished before; record its wall-clock time
 stage() {
     local name=$1
     shift
-    if [ -e "out/.done/$name" ]; then
+    if [ -e "$out/.done/$name" ]; then
         echo "== $name: done before, skipped (bash speedrun.sh --fresh starts over)"
         return
     fi
@@ -33,16 +41,18 @@ stage() {
              "(finished stages are skipped)" >&2
         exit 1
     fi
-    echo "$name $((SECONDS - start))" > "out/.done/$name"
+    echo "$name $((SECONDS - start))" > "$out/.done/$name"
 }
 
-stage data     python generate_pairs.py config/data_small.py
-stage pretrain python train_pretrain.py config/pretrain_small.py
-stage sft      python train_sft.py config/sft_small.py
-stage pairs    python generate_pairs.py config/data_small.py --policy=out/sft/ckpt.pt
-stage dpo      python train_dpo.py config/dpo_small.py
-stage grpo     python train_grpo.py config/grpo_small.py --init_from=out/dpo/ckpt.pt
-CKPTS=out/pretrain/ckpt.pt,out/sft/ckpt.pt,out/dpo/ckpt.pt,out/grpo/ckpt.pt
-stage eval     python eval.py config/eval_small.py --ckpt=$CKPTS --out_dir=out/eval
-stage eval_ood python eval.py config/eval_small.py --ckpt=$CKPTS --source=test_ood --n_per_type=200 --out_dir=out/eval_ood
-python report.py
+# a stage that did not finish is run again from its start: --overwrite=True replaces what it left
+stage machine  python report.py --out_root=$out --measure=True
+stage data     python generate_pairs.py config/data_$size.py
+stage pretrain python train_pretrain.py config/pretrain_$size.py --overwrite=True
+stage sft      python train_sft.py config/sft_$size.py --overwrite=True
+stage pairs    python generate_pairs.py config/data_$size.py --policy=$out/sft/ckpt.pt
+stage dpo      python train_dpo.py config/dpo_$size.py --overwrite=True
+stage grpo     python train_grpo.py config/grpo_$size.py --init_from=$out/dpo/ckpt.pt --overwrite=True
+CKPTS=$out/pretrain/ckpt.pt,$out/sft/ckpt.pt,$out/dpo/ckpt.pt,$out/grpo/ckpt.pt
+stage eval     python eval.py config/eval_$size.py --ckpt=$CKPTS --out_dir=$out/eval
+stage eval_ood python eval.py config/eval_$size.py --ckpt=$CKPTS --source=test_ood --n_per_type=$ood --out_dir=$out/eval_ood
+python report.py --out_root=$out --report_path=$report --plots_dir=$plots

@@ -7,15 +7,13 @@ cell, since its mistakes cluster in a few cells (x+b=c fails when c gets a 4th d
 import os
 from collections import Counter
 
-from common import read_jsonl
-from tasks import digit_cells, make_problem, problem_from_row
+from common import read_problems
+from tasks import digit_cells, make_problem
 
 
 def held_out_problems(data_dir):
     """Every problem of the evaluation splits of data_dir: never practised."""
-    splits = ("sft_val", "test", "test_ood")
-    return [problem_from_row(row) for s in splits
-            for row in read_jsonl(os.path.join(data_dir, f"{s}.jsonl"), ("Q", "A", "type"))]
+    return [p for s in ("sft_val", "test", "test_ood") for p in read_problems(os.path.join(data_dir, f"{s}.jsonl"))]
 
 
 def check_weights(weights, task_digits, data_dir):

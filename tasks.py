@@ -78,17 +78,18 @@ class Problem:
         return tuple(len(str(n)) for n in generated)
 
 
-def problem_from_row(row):
-    """A Problem from a JSONL row with Q (prompt), A (answer as a string) and type."""
+def problem_from_row(row, where="row"):
+    """A Problem from a JSONL row with Q (prompt), A (answer as a string) and type; errors start with where
+    (the file and line)."""
     task_type, prompt = row["type"], row["Q"]
     if task_type not in TASK_TYPES:
-        raise SystemExit(f"row type {task_type!r} is unknown; allowed: {', '.join(TASK_TYPES)}")
-    if not _PROMPT_RE[task_type].fullmatch(prompt):
-        raise SystemExit(f"row Q {prompt!r} is not a {task_type} prompt")
+        raise SystemExit(f"{where}: type {task_type!r} is unknown; allowed: {', '.join(TASK_TYPES)}")
+    if not isinstance(prompt, str) or not _PROMPT_RE[task_type].fullmatch(prompt):
+        raise SystemExit(f"{where}: Q {prompt!r} is not a {task_type} prompt")
     try:
         return Problem(task_type, prompt, int(row["A"]))
-    except ValueError:
-        raise SystemExit(f"row A {row['A']!r} (Q {prompt!r}) must be an integer")
+    except (TypeError, ValueError):
+        raise SystemExit(f"{where}: A {row['A']!r} (Q {prompt!r}) must be an integer")
 
 
 def normalize_prompt(text):

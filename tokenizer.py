@@ -47,6 +47,11 @@ class Tokenizer:
         return [self.enc.decode_single_token_bytes(i).decode("utf-8", errors="replace") for i in ids]
 
 
+def token_label(text, token_id, prob):
+    """text(id, p=0.97); control characters escaped, so that a stray newline cannot break the line."""
+    return f"{text.encode('unicode_escape').decode('ascii')}({token_id}, p={prob:.2f})"
+
+
 def _math_encoding():
     ranks = {bytes([i]): i for i in range(256)}
     special = {s: 256 + i for i, s in enumerate(SPECIALS)}

@@ -5,9 +5,10 @@ chosen completion relative to a frozen reference (the SFT model itself) more tha
 rejected one; the reference keeps it from drifting away from everything SFT taught it.
 
     python train_dpo.py config/dpo_small.py
-    python train_dpo.py config/dpo_small.py --loss_type=ipo --beta=0.5
-    python train_dpo.py config/dpo_small.py --pairs_file=pairs_onpolicy_train.jsonl
-    torchrun --standalone --nproc_per_node=2 train_dpo.py config/dpo_small.py
+    python train_dpo.py config/dpo_small.py --loss_type=ipo
+    python train_dpo.py config/dpo_small.py --pairs_file=pairs_train.jsonl    # synthetic negatives
+    torchrun --standalone --nproc_per_node=2 train_dpo.py config/dpo_small.py --batch_size=16 \
+        --gradient_accumulation_steps=2     # the same 32-pair batches, half on each process
 
 Logged with TRL's names: loss, rewards/chosen, rewards/rejected, rewards/margins, rewards/accuracies,
 logps/chosen, logps/rejected; the implicit reward of a completion is beta * log(pi / pi_ref).
@@ -22,41 +23,44 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-import tokenizer  # not `from tokenizer import END`: a str global would become a config key
+from batches import batch_rng
 from common import (setup, wrap_model, teardown, sync_context, check_grad_accum, get_lr, optimizer_step,
                     save_checkpoint, load_checkpoint, model_from_checkpoint, start_model, checkpoint_payload,
-                    check_tokenizer, MetricsLog, read_jsonl, read_meta, encode_completions, greedy_accuracy)
+                    check_out_dir, check_data, MetricsLog, numbered_rows, read_problems, read_meta,
+                    encode_completions, greedy_accuracy)
 from configurator import configure
 from model import token_logprobs
-from tasks import problem_from_row
-from train_pretrain import batch_rng
+from tokenizer import END, get_tokenizer
 
 # -----------------------------------------------------------------------------
-# defaults: the small laptop run (config/dpo_small.py says the same); config/*.py and --key=value override them
+# defaults: the small laptop run, on the pairs mined from the SFT model (README: DPO); config/*.py and
+# --key=value override them
 out_dir = "out/dpo"
 data_dir = "data/small"
 init_from = "out/sft/ckpt.pt"        # the SFT checkpoint (policy and reference start from it), or "resume"
-pairs_file = "pairs_train.jsonl"     # in data_dir: pairs_onpolicy_train.jsonl, pairs_seed.jsonl, or any path
-eval_interval = 100
+overwrite = False                    # True: a fresh run may replace the checkpoint in out_dir
+pairs_file = "pairs_onpolicy_train.jsonl"   # in data_dir (generate_pairs.py --policy=...): or pairs_train.jsonl,
+                                            # pairs_seed.jsonl, any path
+eval_interval = 36
 log_interval = 10
 val_pairs_file = ""                  # "": pairs_file's _train -> _val if that exists (pairs_onpolicy_val.jsonl), else pairs_val.jsonl
 n_val_pairs = 500                    # held-out pairs for the eval metrics
 n_eval_problems = 350                # greedy exact match on this many held-out problems (50 per type)
 max_new_tokens = 100
 # DPO
-beta = 0.1                           # strength of the pull towards the reference: higher stays closer
+beta = 0.5                           # strength of the pull towards the reference: higher stays closer
 loss_type = "sigmoid"                # "sigmoid" (DPO), "robust", "ipo" or "hinge"
 label_smoothing = 0.0                # sigmoid: conservative DPO; robust: the assumed label-noise rate
-rpo_alpha = 0.0                      # + rpo_alpha x the chosen completion's per-token NLL (RPO, Pang et al. 2024)
+rpo_alpha = 1.0                      # + rpo_alpha x the chosen completion's per-token NLL (RPO, Pang et al. 2024)
 reference_free = False               # reference log-probs = 0: see what the reference buys
 precompute_ref = False               # score every pair with the reference once, then keep no second model
 # AdamW and its schedule
 batch_size = 32                      # pairs per micro-step: 64 sequences in one forward pass
 gradient_accumulation_steps = 1
-max_iters = 200
-learning_rate = 1e-4
-min_lr = 1e-5
-warmup_iters = 20
+max_iters = 72
+learning_rate = 1e-5                 # 1e-4 wrecked the model (README: DPO)
+min_lr = 1e-6
+warmup_iters = 10
 lr_decay_iters = 0                   # 0 means max_iters
 weight_decay = 0.0
 beta1 = 0.9
@@ -111,8 +115,8 @@ def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_r
             raise ValueError(f"unknown loss_type {loss_type!r}")
     if rpo_alpha:
         losses = losses - rpo_alpha * policy_chosen_logps / chosen_lengths
-    # rewards from the summed log-ratios whatever the loss (TRL reports IPO's length-normalised), so that
-    # runs with different loss types compare on one scale
+    # rewards from the summed log-ratios whatever the loss, as TRL reports them (IPO's too), so that runs
+    # with different loss types compare on one scale
     chosen_rewards = beta * (policy_chosen_logps - ref_chosen_logps).detach()
     rejected_rewards = beta * (policy_rejected_logps - ref_rejected_logps).detach()
     return losses, chosen_rewards, rejected_rewards
@@ -127,7 +131,7 @@ def completion_logps(logits, idx, completion_mask):
 # -----------------------------------------------------------------------------
 # pairs: reading, checking, encoding, scoring
 
-def val_pairs_path(train_path):
+def val_pairs_path(train_path, data_dir):
     """Held-out pairs of the training kind: pairs_X_train.jsonl -> pairs_X_val.jsonl beside it when that
     exists (pairs_onpolicy_val.jsonl), else data_dir/pairs_val.jsonl (e.g. for pairs_seed.jsonl)."""
     folder, name = os.path.split(train_path)
@@ -161,7 +165,7 @@ def pair_from_row(row, where):
         raise SystemExit(f"{where}: chosen == rejected ({chosen!r}); such a pair teaches nothing, drop it")
     if seed_format:
         # the format has no end marker: without one the policy would never learn where an answer stops
-        chosen, rejected = chosen + tokenizer.END, rejected + tokenizer.END
+        chosen, rejected = chosen + END, rejected + END
     return prompt, chosen, rejected
 
 
@@ -171,11 +175,8 @@ def read_pairs(path, tok, block_size):
     generators that do not know the model's block_size (a wrong-operation negative of a 3-digit
     equation runs to ~190 tokens, on-policy rejects to max_new_tokens), and a few of them should not
     stop a run. Never cut: a cut pair would train on a different answer."""
-    rows = read_jsonl(path)
-    with open(path) as f:  # read_jsonl skips blank lines: recover each row's line number for the errors
-        linenos = [n for n, line in enumerate(f, 1) if line.strip()]
     pairs, skipped = [], []
-    for lineno, row in zip(linenos, rows):
+    for lineno, row in numbered_rows(path):
         prompt, chosen, rejected = pair_from_row(row, f"{path}:{lineno}")
         n_tokens = len(tok.encode(prompt)) + max(len(tok.encode(chosen)), len(tok.encode(rejected)))
         if n_tokens > block_size:
@@ -207,12 +208,12 @@ def pair_logps(model, idx, completion_mask, rt):
 
 
 @torch.no_grad()
-def reference_table(reference, tok, pairs, block_size, rt):
+def reference_table(reference, tok, pairs, block_size, rt, batch_size):
     """Reference log-probs of every pair, (N, 2) = [chosen, rejected], computed once so that no
     reference model stays in memory. That is a forward pass over the whole pairs file: worth it on a
-    GPU short of memory or for a run of an epoch or more, not for the small config, whose 200 steps
-    see 6,400 of ~82k pairs. Under DDP each rank scores every world_size-th batch and the ranks add
-    up their tables."""
+    GPU short of memory, or when the run draws every pair several times; a run that draws about as many
+    pairs as the file holds (the default) saves no time with it. Under DDP each rank scores every
+    world_size-th batch and the ranks add up their tables."""
     table = torch.zeros(len(pairs), 2, device=rt.device)
     for start in range(rt.rank * batch_size, len(pairs), rt.world_size * batch_size):
         end = min(start + batch_size, len(pairs))
@@ -238,15 +239,16 @@ def reference_logps(reference, split, ix, idx, completion_mask, rt):
 # one batch of pairs, and the metrics
 
 
-def dpo_batch(model, reference, split, pairs, ix, tok, block_size, rt):
-    """The DPO loss of each pair in ix (B,), with grad, and the per-pair TRL metrics, detached."""
+def dpo_batch(model, reference, split, pairs, ix, tok, block_size, rt, loss_settings):
+    """The DPO loss of each pair in ix (B,), with grad, and the per-pair TRL metrics, detached.
+    loss_settings: dpo_loss's keyword arguments (beta, loss_type, label_smoothing, reference_free, rpo_alpha)."""
     idx, completion_mask = encode_pairs(tok, [pairs[i] for i in ix], block_size, rt.device)
     policy_chosen, policy_rejected = pair_logps(model, idx, completion_mask, rt)
     ref_chosen, ref_rejected = reference_logps(reference, split, ix, idx, completion_mask, rt)
     chosen_lengths, rejected_lengths = completion_mask.sum(dim=1).chunk(2)
     losses, chosen_rewards, rejected_rewards = dpo_loss(
-        policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta, loss_type, label_smoothing,
-        reference_free, chosen_lengths, rejected_lengths, rpo_alpha)
+        policy_chosen, policy_rejected, ref_chosen, ref_rejected, chosen_lengths=chosen_lengths,
+        rejected_lengths=rejected_lengths, **loss_settings)
     metrics = {"loss": losses.detach(), "rewards/chosen": chosen_rewards, "rewards/rejected": rejected_rewards,
                "rewards/margins": chosen_rewards - rejected_rewards,
                "rewards/accuracies": (chosen_rewards > rejected_rewards).float(),
@@ -261,10 +263,10 @@ def mean_metrics(batches):
 
 
 @torch.no_grad()
-def evaluate_pairs(model, reference, pairs, tok, block_size, rt):
+def evaluate_pairs(model, reference, pairs, tok, block_size, rt, batch_size, loss_settings):
     model.eval()
     batches = [dpo_batch(model, reference, "val", pairs, range(i, min(i + batch_size, len(pairs))), tok,
-                         block_size, rt)[1] for i in range(0, len(pairs), batch_size)]
+                         block_size, rt, loss_settings)[1] for i in range(0, len(pairs), batch_size)]
     model.train()
     return mean_metrics(batches)
 
@@ -285,21 +287,20 @@ def check_config():
 def main():
     config = configure(globals())
     check_config()
+    loss_settings = {k: config[k] for k in ("beta", "loss_type", "label_smoothing", "reference_free", "rpo_alpha")}
     rt = setup(device, dtype, seed)
     accum = check_grad_accum(gradient_accumulation_steps, rt)
+    check_out_dir(out_dir, init_from == "resume", overwrite)
     meta = read_meta(data_dir)
     decay_iters = lr_decay_iters or max_iters
 
     # the policy; dropout off, as in the reference, or the log-ratios would be noise even at step 0
-    model, ckpt, resuming = start_model(init_from, out_dir, rt, dropout=0.0)
-    ckpt_path = os.path.join(out_dir, "ckpt.pt") if resuming else init_from
-    check_tokenizer(ckpt["tokenizer"], meta["tokenizer"], ckpt_path, os.path.join(data_dir, "meta.json"))
-    tok = tokenizer.get_tokenizer(meta["tokenizer"])
+    model, ckpt, resuming, ckpt_path = start_model(init_from, out_dir, rt, dropout=0.0, stage="dpo")
+    check_data(ckpt["tokenizer"], ckpt["model_args"]["vocab_size"], meta, ckpt_path, data_dir)
+    tok = get_tokenizer(meta["tokenizer"])
     block_size = model.config.block_size
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), rt.device_type)
     iter_num = 0
-    if resuming and "reference_from" not in ckpt:
-        raise SystemExit(f"{ckpt_path} was not written by train_dpo.py: resume needs a DPO checkpoint")
     tokens_seen = 0  # chosen and rejected completion tokens trained on, across ranks
     if resuming:
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -314,16 +315,15 @@ def main():
         reference.eval().requires_grad_(False)
 
     train_path = os.path.join(data_dir, pairs_file)
-    val_path = os.path.join(data_dir, val_pairs_file) if val_pairs_file else val_pairs_path(train_path)
+    val_path = os.path.join(data_dir, val_pairs_file) if val_pairs_file else val_pairs_path(train_path, data_dir)
     train_pairs, train_skipped = read_pairs(train_path, tok, block_size)
     val_pairs, val_skipped = read_pairs(val_path, tok, block_size)
     val_pairs = val_pairs[:n_val_pairs]
-    val_rows = read_jsonl(os.path.join(data_dir, "sft_val.jsonl"), ("Q", "A", "type"))
-    eval_problems = [problem_from_row(r) for r in val_rows[:n_eval_problems]]
+    eval_problems = read_problems(os.path.join(data_dir, "sft_val.jsonl"))[:n_eval_problems]
     reference_kind = "none (reference_free)" if reference_free else "frozen copy"
     if precompute_ref and not reference_free:
         t0 = time.time()
-        reference = {split: reference_table(reference, tok, pairs, block_size, rt)
+        reference = {split: reference_table(reference, tok, pairs, block_size, rt, batch_size)
                      for split, pairs in (("train", train_pairs), ("val", val_pairs))}
         reference_kind = f"log-probs precomputed in {time.time() - t0:.1f}s"
 
@@ -341,7 +341,7 @@ def main():
     while True:
         lr = get_lr(iter_num, learning_rate, min_lr, warmup_iters, decay_iters)
         if rt.master and (iter_num % eval_interval == 0 or iter_num == max_iters):
-            val = evaluate_pairs(raw_model, reference, val_pairs, tok, block_size, rt)
+            val = evaluate_pairs(raw_model, reference, val_pairs, tok, block_size, rt, batch_size, loss_settings)
             acc = greedy_accuracy(raw_model, tok, eval_problems, rt, max_new_tokens)
             raw_model.train()
             print(f"step {iter_num}: val loss {val['loss']:.4f}, reward accuracy {val['rewards/accuracies']:.3f}, "
@@ -349,10 +349,10 @@ def main():
                   f"rejected {val['logps/rejected']:.2f}, greedy accuracy {acc['overall']:.3f}")
             print("  " + ", ".join(f"{t} {a:.2f}" for t, a in acc.items() if t != "overall"))
             log.write(iter=iter_num, split="eval", **val, accuracy=acc, lr=lr, elapsed_s=time.time() - t_start)
-            if iter_num > 0:
+            if iter_num > 0 or max_iters == 0:
                 save_checkpoint(os.path.join(out_dir, "ckpt.pt"),
                                 **checkpoint_payload(raw_model, optimizer, config, iter_num, meta["tokenizer"],
-                                                     reference_from=reference_from, accuracy=acc,
+                                                     stage="dpo", reference_from=reference_from, accuracy=acc,
                                                      tokens_seen=tokens_seen))
         if iter_num >= max_iters:
             break
@@ -362,7 +362,8 @@ def main():
             rng = batch_rng(seed, iter_num, rt.rank * accum + micro_step)  # resumes retrace the same batches
             ix = rng.integers(0, len(train_pairs), size=batch_size)
             with sync_context(model, micro_step, accum):
-                losses, metrics = dpo_batch(model, reference, "train", train_pairs, ix, tok, block_size, rt)
+                losses, metrics = dpo_batch(model, reference, "train", train_pairs, ix, tok, block_size, rt,
+                                            loss_settings)
                 (losses.mean() / accum).backward()  # the gradient of the mean over the accumulated batch
             batches.append(metrics)
             tokens_seen += int(metrics["completion_tokens"].sum()) * rt.world_size

@@ -5,7 +5,7 @@ completions that beat the other completions of the same prompt. Reads like nanoc
 
     python train_grpo.py config/grpo_small.py
     python train_grpo.py config/grpo_small.py --init_from=out/dpo/ckpt.pt --beta=0.04
-    torchrun --standalone --nproc_per_node=2 train_grpo.py config/grpo_small.py
+    torchrun --standalone --nproc_per_node=2 train_grpo.py config/grpo_small.py --prompts_per_step=8   # 16 a step
 
 One step: draw prompts_per_step problems (never a prompt of sft_val, test or test_ood), sample group_size
 completions of each with the KV-cache engine at `temperature`, reward them, turn the rewards into
@@ -23,6 +23,8 @@ The knobs
   epsilon_low/high   the ratio is clipped to [1 - low, 1 + high]; high > low is DAPO's clip-higher, which
                      lets unlikely tokens that paid off grow faster than likely ones shrink
   beta               weight of the k3 KL to the frozen start checkpoint; 0 does not even load it
+  use_bias_correction_kl  weight each token's k3 by the policy ratio, as TRL 1.16 does by default: its gradient
+                     is then the unbiased reverse-KL gradient off-policy (README: where nanomath differs from TRL)
   num_iterations     updates per batch of rollouts: more reuse of each (slow) batch, more off-policy
   dynamic_sampling   drop groups whose rewards are all equal (zero advantage, no gradient) and draw more
                      prompts until prompts_per_step groups are informative, at most max_sampling_rounds
@@ -45,8 +47,8 @@ What is simplified, honestly
   - No mini-batches: each update is one forward/backward over the whole batch, fine at this scale.
   - top_k/top_p truncate the distribution that samples, but the ratio and KL use the full temperature-scaled
     one (identical at the defaults top_k=0, top_p=1).
-  - DDP: each rank samples its own prompts (seeded by rank) and normalises its own loss, DDP averages the
-    gradients, and the logs show rank 0's rollouts.
+  - DDP: each rank samples its own prompts (seeded by rank), DDP averages the gradients (dapo divides by the
+    completion tokens of all ranks, as TRL does), and the logs show rank 0's rollouts.
   - Dynamic sampling that runs out of rounds trains on the informative groups it has (logged as groups).
 """
 import copy
@@ -59,23 +61,24 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from batches import sft_batch
 from common import (setup, wrap_model, teardown, get_lr, optimizer_step, save_checkpoint, load_checkpoint,
-                    model_from_checkpoint, start_model, checkpoint_payload, check_tokenizer, MetricsLog,
-                    read_jsonl, read_meta, greedy_accuracy, greedy_correct)
+                    model_from_checkpoint, start_model, checkpoint_payload, check_out_dir, check_data, MetricsLog,
+                    read_jsonl, read_problems, read_meta, greedy_accuracy, greedy_correct)
 from configurator import configure
 from model import generate, token_logprobs
 from task_mix import (auto_weights, check_weights, describe_mix, draw_problems, held_out_problems,
                       without_exhausted_cells)
-from tasks import has_canonical_format, is_correct, problem_from_row
+from tasks import has_canonical_format, is_correct
 from tokenizer import get_tokenizer
-from train_sft import sft_batch
 
 # -----------------------------------------------------------------------------
-# defaults; config/grpo_small.py is the small laptop run; config/*.py and --key=value override them
+# defaults: the small laptop run (README: GRPO); config/*.py and --key=value override them
 out_dir = "out/grpo"
 data_dir = "data/small"
 init_from = "out/sft/ckpt.pt"        # an SFT or DPO checkpoint (also the KL reference), or "resume"
-eval_interval = 25
+overwrite = False                    # True: a fresh run may replace the checkpoint in out_dir
+eval_interval = 60
 log_interval = 1
 n_eval_problems = 350                # greedy exact match on this many problems of data_dir/sft_val.jsonl
 # rollouts
@@ -94,18 +97,19 @@ format_reward = 0.0
 # the loss
 loss_type = "dapo"                   # "grpo", "dapo" or "dr_grpo"
 scale_rewards = "group"              # "group", "batch" or "none"
-num_iterations = 1
+num_iterations = 2                   # sampling is most of a step: a second update reuses it
 epsilon_low = 0.2
 epsilon_high = 0.28
 beta = 0.0                           # KL weight; 0: no reference model
+use_bias_correction_kl = False       # True: k3 x the policy ratio, TRL's default
 entropy_coef_start = 0.0
 entropy_coef_end = 0.0
-sft_coef = 0.0                       # 0: no SFT anchor
+sft_coef = 1.0                       # 0: no SFT anchor; without it the cells GRPO does not practise drift
 sft_batch_size = 32
 # AdamW and its schedule (min_lr = learning_rate gives a constant rate)
-max_iters = 150
-learning_rate = 5e-5
-min_lr = 5e-6
+max_iters = 120
+learning_rate = 1.5e-5
+min_lr = 1.5e-5
 warmup_iters = 10
 lr_decay_iters = 0                   # 0 means max_iters
 weight_decay = 0.0
@@ -115,6 +119,7 @@ grad_clip = 1.0
 # system
 device = "auto"
 dtype = "auto"
+compile = False                      # compiles the training forward; sampling stays eager
 seed = 1337
 # -----------------------------------------------------------------------------
 
@@ -150,10 +155,13 @@ def masked_mean(x, mask):
 
 
 def grpo_loss(logps, old_logps, ref_logps, advantages, completion_mask, loss_type, epsilon_low, epsilon_high,
-              beta, max_len=None):
+              beta, max_len=None, use_bias_correction_kl=False, num_tokens=None):
     """The clipped surrogate plus beta * k3 KL. logps (with grad), old_logps, ref_logps (None: no KL term) and
     completion_mask are (B, T), per sampled token; advantages (B,). max_len is dr_grpo's constant (default T).
-    Returns the loss and metrics: kl (mean k3 over completion tokens; only with a reference), clip_low,
+    use_bias_correction_kl multiplies each token's k3 by its ratio (with grad), as TRL's default does.
+    num_tokens is dapo's divisor (default: this batch's completion tokens); under DDP, every rank's tokens
+    over the number of ranks, as TRL does, so that DDP's mean of the gradients is the global token mean.
+    Returns the loss and metrics: kl (mean KL term over completion tokens; only with a reference), clip_low,
     clip_high, clip_any (shares of completion tokens whose ratio the clip cut: below 1 - epsilon_low with
     A < 0, above 1 + epsilon_high with A > 0, either)."""
     mask = completion_mask.to(logps.dtype)
@@ -164,11 +172,13 @@ def grpo_loss(logps, old_logps, ref_logps, advantages, completion_mask, loss_typ
     kl = None
     if ref_logps is not None:
         kl = k3_kl(logps, ref_logps)                                      # (B, T)
+        if use_bias_correction_kl:
+            kl = kl * ratio
         per_token = per_token + beta * kl
     if loss_type == "grpo":
         loss = ((per_token * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)).mean()
     elif loss_type == "dapo":
-        loss = masked_mean(per_token, mask)
+        loss = masked_mean(per_token, mask) if num_tokens is None else (per_token * mask).sum() / num_tokens
     elif loss_type == "dr_grpo":
         loss = (per_token * mask).sum() / (logps.size(0) * (max_len or logps.size(1)))
     else:
@@ -208,15 +218,13 @@ def check_config():
         raise SystemExit(f"auto_weight_floor must be > 0 (every cell keeps a little practice), got {auto_weight_floor}")
     if temperature <= 0:
         raise SystemExit(f"temperature={temperature}: GRPO needs sampling (> 0), or every group is identical")
-    for key in ("prompts_per_step", "max_sampling_rounds", "num_iterations", "max_new_tokens", "sft_batch_size"):
-        if globals()[key] < 1:
-            raise SystemExit(f"{key} must be >= 1, got {globals()[key]}")
     if task_weights is not None and not isinstance(task_weights, dict):
         raise SystemExit(f"task_weights must be None (auto) or a dict {{type: weight}}, got {task_weights!r}")
 
 
-def reward(problem, text, stopped):
-    """1 for a correct answer (+ format_reward if also canonical), else 0."""
+def reward(problem, text, stopped, truncated="mask", format_reward=0.0):
+    """1 for a correct answer (+ format_reward if also canonical), else 0; with truncated="penalize", 0 for
+    a completion that did not stop."""
     if (truncated == "penalize" and not stopped) or not is_correct(text, problem.answer):
         return 0.0
     return 1.0 + (format_reward if has_canonical_format(text) else 0.0)
@@ -247,7 +255,7 @@ def collect_batch(model, tok, rt, weights, held_out, iter_num):
                            generator=torch.Generator(rt.device).manual_seed(round_seed))
         completions, stopped = gen.token_lists(), gen.stopped.tolist()
         sample_logps = gen.logprobs.float().cpu()                          # (P*G, N)
-        rewards = [reward(problems[i // group_size], tok.decode(c), s)
+        rewards = [reward(problems[i // group_size], tok.decode(c), s, truncated, format_reward)
                    for i, (c, s) in enumerate(zip(completions, stopped))]
         grouped = torch.tensor(rewards).view(-1, group_size)               # (P, G)
         informative = (grouped != grouped[:, :1]).any(dim=1).tolist()
@@ -321,6 +329,11 @@ def policy_update(model, reference, optimizer, idx, mask, sample_logps, advantag
     if reference is not None:
         with torch.no_grad(), rt.autocast:
             ref_logps = token_logprobs(reference(idx)[0], idx, temperature)   # (B, T-1)
+    num_tokens = None
+    if rt.ddp:   # dapo's divisor: the completion tokens of all ranks, per rank
+        num_tokens = mask.sum().float()
+        dist.all_reduce(num_tokens)
+        num_tokens = num_tokens.clamp(min=1) / rt.world_size
     totals = {}
     for it in range(num_iterations):
         with rt.autocast:
@@ -330,7 +343,7 @@ def policy_update(model, reference, optimizer, idx, mask, sample_logps, advantag
             old_logps = logps.detach()  # the policy that sampled, before any update: the first ratio is exactly 1
             totals["sample_logp_diff"] = masked_mean((old_logps - sample_logps).abs(), mask).item()
         loss, metrics = grpo_loss(logps, old_logps, ref_logps, advantages, mask, loss_type, epsilon_low,
-                                  epsilon_high, beta, max_new_tokens)
+                                  epsilon_high, beta, max_new_tokens, use_bias_correction_kl, num_tokens)
         entropy = masked_entropy(logits if entropy_coef else logits.detach(), mask, temperature)
         (loss - entropy_coef * entropy).backward()
         if anchor is not None:   # its own forward and backward: the gradients add up (DDP too: two all-reduces)
@@ -349,6 +362,7 @@ def main():
     config = configure(globals())
     check_config()
     rt = setup(device, dtype, seed)
+    check_out_dir(out_dir, init_from == "resume", overwrite)
     meta = read_meta(data_dir)
     tok = get_tokenizer(meta["tokenizer"])
     task_digits = meta.get("config", {}).get("tasks")
@@ -357,11 +371,8 @@ def main():
                          "regenerate the data with generate_pairs.py")
     decay_iters = lr_decay_iters or max_iters
 
-    model, ckpt, resuming = start_model(init_from, out_dir, rt, dropout=0.0)
-    ckpt_path = os.path.join(out_dir, "ckpt.pt") if resuming else init_from
-    check_tokenizer(ckpt["tokenizer"], meta["tokenizer"], ckpt_path, os.path.join(data_dir, "meta.json"))
-    if resuming and "reference_from" not in ckpt:
-        raise SystemExit(f"{ckpt_path} was not written by train_grpo.py: resume needs a GRPO checkpoint")
+    model, ckpt, resuming, ckpt_path = start_model(init_from, out_dir, rt, dropout=0.0, stage="grpo")
+    check_data(ckpt["tokenizer"], ckpt["model_args"]["vocab_size"], meta, ckpt_path, data_dir)
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), rt.device_type)
     iter_num = 0
     tokens_seen = 0
@@ -379,8 +390,8 @@ def main():
     held_out_list = held_out_problems(data_dir)
     held_out = frozenset(p.prompt for p in held_out_list)
     sft_rows = read_jsonl(os.path.join(data_dir, "sft_train.jsonl"), ("prompt", "completion")) if sft_coef else []
-    val_rows = read_jsonl(os.path.join(data_dir, "sft_val.jsonl"), ("Q", "A", "type"))
-    eval_problems = [problem_from_row(r) for r in val_rows[:n_eval_problems]]
+    val_problems = read_problems(os.path.join(data_dir, "sft_val.jsonl"))
+    eval_problems = val_problems[:n_eval_problems]
     if task_weights is not None:
         weights = check_weights(task_weights, task_digits, data_dir)
     elif resuming:
@@ -388,13 +399,12 @@ def main():
         if all(isinstance(key, str) for key in weights):   # written before the mix had cells: the same mix
             weights = check_weights(weights, task_digits, data_dir)
     else:
-        val_problems = [problem_from_row(r) for r in val_rows]
         correct = greedy_correct(model, tok, val_problems, rt, max_new_tokens)
         weights = auto_weights(val_problems, correct, auto_weight_floor)
     weights = without_exhausted_cells(weights, held_out_list, task_digits)
     del ckpt
 
-    model, raw_model = wrap_model(model, rt)
+    model, raw_model = wrap_model(model, rt, compile)
     log = MetricsLog(out_dir, resume_iter=iter_num if resuming else None) if rt.master else None
     if rt.master:
         print(f"{raw_model.num_params() / 1e6:.2f}M parameters from {ckpt_path}, reference: "
@@ -410,11 +420,11 @@ def main():
             print(f"step {iter_num}: greedy accuracy {acc['overall']:.3f} on {len(eval_problems)} held-out problems")
             print("  " + ", ".join(f"{t} {a:.2f}" for t, a in acc.items() if t != "overall"))
             log.write(iter=iter_num, split="eval", accuracy=acc, lr=lr, elapsed_s=time.time() - t_start)
-            if iter_num > 0:
+            if iter_num > 0 or max_iters == 0:
                 save_checkpoint(os.path.join(out_dir, "ckpt.pt"),
                                 **checkpoint_payload(raw_model, optimizer, config, iter_num, meta["tokenizer"],
-                                                     reference_from=reference_from, task_weights=weights,
-                                                     accuracy=acc, tokens_seen=tokens_seen))
+                                                     stage="grpo", reference_from=reference_from,
+                                                     task_weights=weights, accuracy=acc, tokens_seen=tokens_seen))
         if iter_num >= max_iters:
             break
 

@@ -3,7 +3,8 @@ Pretraining: next-token prediction on the stream of worked problems that generat
 to data/<name>/train.bin. Reads like nanoGPT's train.py.
 
     python train_pretrain.py config/pretrain_small.py
-    torchrun --standalone --nproc_per_node=2 train_pretrain.py config/pretrain_small.py
+    torchrun --standalone --nproc_per_node=2 train_pretrain.py config/pretrain_small.py --batch_size=32 \
+        --gradient_accumulation_steps=2     # the same 64-sequence batches, half on each process
 """
 import os
 import time
@@ -11,18 +12,21 @@ import time
 import numpy as np
 import torch
 
+from batches import batch_rng, document_starts, get_batch, read_tokens
 from common import (setup, wrap_model, teardown, sync_context, check_grad_accum, get_lr, optimizer_step,
-                    peak_flops, save_checkpoint, load_checkpoint, model_from_checkpoint, checkpoint_payload,
+                    peak_flops, save_checkpoint, start_model, checkpoint_payload, check_out_dir, check_data,
                     MetricsLog, read_meta)
 from configurator import configure
 from model import GPT, GPTConfig
 from tokenizer import get_tokenizer
 
 # -----------------------------------------------------------------------------
-# defaults: a ~1M-parameter model for a laptop CPU; config/*.py and --key=value override them
+# defaults: the small laptop run, a 0.83M-parameter model (README: Pretraining); config/*.py and --key=value
+# override them
 out_dir = "out/pretrain"
 data_dir = "data/small"
 init_from = "scratch"       # "scratch", "resume" (from out_dir/ckpt.pt) or "gpt2"
+overwrite = False           # True: a fresh run may replace the checkpoint in out_dir
 eval_interval = 250
 eval_iters = 20
 log_interval = 25
@@ -37,14 +41,14 @@ n_kv_head = 0
 n_embd = 128
 dropout = 0.0
 bias = True
-pos = "learned"
+pos = "rope"                # or "learned" (GPT-2's): RoPE is what made the worked solutions learnable (README)
 norm = "layernorm"
 mlp = "gelu"
 qk_norm = False
 tie_embeddings = True
 # AdamW and its schedule
 learning_rate = 3e-3
-max_iters = 2000
+max_iters = 1000
 weight_decay = 0.1
 beta1 = 0.9
 beta2 = 0.99
@@ -60,35 +64,9 @@ seed = 1337
 # -----------------------------------------------------------------------------
 
 
-def scratch_config(vocab_size):
-    """The model this config describes (train_sft.py's init_from="scratch" uses the defaults too)."""
-    return GPTConfig(block_size=block_size, vocab_size=vocab_size, n_layer=n_layer, n_head=n_head,
-                     n_kv_head=n_kv_head, n_embd=n_embd, dropout=dropout, bias=bias, pos=pos, norm=norm,
-                     mlp=mlp, qk_norm=qk_norm, tie_embeddings=tie_embeddings)
-
-
-def document_starts(data, eot_id, block_size):
-    """Offsets where a document (one worked problem) begins and a whole window still fits."""
-    starts = np.concatenate([[0], np.flatnonzero(np.asarray(data) == eot_id) + 1])
-    return starts[starts + block_size + 1 <= len(data)]
-
-
-def get_batch(data, starts, batch_size, block_size, rng, device):
-    """Windows of block_size+1 tokens that begin at a document start; y is x shifted by one. A window
-    that began mid-problem would spend its first tokens on an answer whose prompt it cannot see."""
-    ix = rng.choice(starts, size=batch_size)
-    xy = torch.from_numpy(np.stack([data[i:i + block_size + 1] for i in ix]).astype(np.int64))
-    return xy[:, :-1].to(device), xy[:, 1:].to(device)
-
-
-def batch_rng(seed, iter_num, micro_batch):
-    """Batches depend only on (seed, iteration, global micro-batch index): a resumed run sees exactly the
-    batches it would have seen, and 2 DDP ranks x 1 micro-step see the batches of 1 process x 2 micro-steps."""
-    return np.random.default_rng([seed, iter_num, micro_batch])
-
-
 @torch.no_grad()
-def estimate_loss(model, splits, rt):
+def estimate_loss(model, splits, rt, eval_iters, batch_size, block_size, seed):
+    """Mean loss over eval_iters batches of each split; the same batches at every evaluation."""
     model.eval()
     out = {}
     for name, (data, starts) in splits.items():
@@ -107,35 +85,48 @@ def main():
     config = configure(globals())
     rt = setup(device, dtype, seed)
     accum = check_grad_accum(gradient_accumulation_steps, rt)
+    resuming = init_from == "resume"
+    check_out_dir(out_dir, resuming, overwrite)
     meta = read_meta(data_dir)
-    eot_id = get_tokenizer(meta["tokenizer"]).eot_id
-    splits = {}
-    for split in ("train", "val"):
-        data = np.memmap(os.path.join(data_dir, f"{split}.bin"), dtype=np.uint16, mode="r")
-        splits[split] = (data, document_starts(data, eot_id, block_size))
-    tokens_per_iter = accum * rt.world_size * batch_size * block_size
     decay_iters = lr_decay_iters or max_iters
 
     iter_num, best_val_loss, ckpt_path = 0, 1e9, os.path.join(out_dir, "ckpt.pt")
+    described = GPTConfig(block_size=block_size, vocab_size=meta["vocab_size"], n_layer=n_layer, n_head=n_head,
+                          n_kv_head=n_kv_head, n_embd=n_embd, dropout=dropout, bias=bias, pos=pos, norm=norm,
+                          mlp=mlp, qk_norm=qk_norm, tie_embeddings=tie_embeddings)   # the model the keys describe
     if init_from == "scratch":
-        model = GPT(scratch_config(meta["vocab_size"])).to(rt.device)
-    elif init_from == "resume":
-        ckpt = load_checkpoint(ckpt_path, rt.device)
-        model = model_from_checkpoint(ckpt, rt.device)
+        model = GPT(described).to(rt.device)
+    elif resuming:
+        model, ckpt, _, _ = start_model(init_from, out_dir, rt, dropout, stage="pretrain")
+        check_data(ckpt["tokenizer"], ckpt["model_args"]["vocab_size"], meta, ckpt_path, data_dir)
+        ignored = {k: v for k, v in ckpt["model_args"].items()
+                   if k not in ("vocab_size", "dropout") and getattr(described, k, v) != v}
+        if ignored and rt.master:
+            print(f"warning: resuming {ckpt_path} keeps its model, so these keys are ignored: "
+                  + ", ".join(f"{k}={getattr(described, k)!r} (the checkpoint's: {v!r})" for k, v in ignored.items()))
         iter_num, best_val_loss = ckpt["iter_num"], ckpt["best_val_loss"]
     elif init_from == "gpt2":
         model = GPT.from_pretrained("gpt2", dropout=dropout).to(rt.device)
+        check_data("gpt2", model.config.vocab_size, meta, "gpt2 (Hugging Face)", data_dir)
     else:
         raise SystemExit(f"init_from={init_from!r}; allowed: scratch, resume, gpt2")
-    if model.config.vocab_size < meta["vocab_size"]:
-        raise SystemExit(f"model vocab {model.config.vocab_size} < data vocab {meta['vocab_size']} "
-                         f"({meta['tokenizer']} tokenizer): the data needs a matching tokenizer")
+    block = model.config.block_size
+    longest = max(meta.get("max_document_tokens", {}).get("train", {}).values(), default=0)  # <|endoftext|> included
+    if longest > block + 1:
+        raise SystemExit(f"block_size={block} cuts the longest training documents ({longest} tokens, {data_dir}/"
+                         f"meta.json): no window would hold a whole worked problem; use block_size >= {longest - 1}")
+    eot_id = get_tokenizer(meta["tokenizer"]).eot_id
+    splits = {}
+    for split in ("train", "val"):
+        data = read_tokens(data_dir, split)
+        splits[split] = (data, document_starts(data, eot_id, block))
+    tokens_per_iter = accum * rt.world_size * batch_size * block
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), rt.device_type)
-    if init_from == "resume":
+    if resuming:
         optimizer.load_state_dict(ckpt["optimizer"])
         del ckpt
     model, raw_model = wrap_model(model, rt, compile)
-    log = MetricsLog(out_dir, resume_iter=iter_num if init_from == "resume" else None) if rt.master else None
+    log = MetricsLog(out_dir, resume_iter=iter_num if resuming else None) if rt.master else None
     peak = peak_flops(rt) if rt.master else None
     if rt.master:
         print(f"{raw_model.num_params() / 1e6:.2f}M parameters, {tokens_per_iter:,} tokens/iter, "
@@ -146,20 +137,23 @@ def main():
         lr = get_lr(iter_num, learning_rate, min_lr, warmup_iters, decay_iters)
         if iter_num % eval_interval == 0 or iter_num == max_iters:
             if rt.master:
-                losses = estimate_loss(model, splits, rt)
+                # the raw model: through the DDP wrapper a forward broadcasts buffers (RoPE's) from rank 0 to
+                # ranks that may have finished, and the final evaluation hangs or crashes
+                losses = estimate_loss(raw_model, splits, rt, eval_iters, batch_size, block, seed)
                 print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
                 log.write(iter=iter_num, split="eval", train_loss=losses["train"], val_loss=losses["val"], lr=lr,
                           elapsed_s=time.time() - t_start)
                 best_val_loss = min(best_val_loss, losses["val"])
-                if iter_num > 0:
+                if iter_num > 0 or max_iters == 0:  # max_iters=0 writes the untrained model
                     save_checkpoint(ckpt_path, **checkpoint_payload(raw_model, optimizer, config, iter_num,
-                                                                    meta["tokenizer"], best_val_loss=best_val_loss,
+                                                                    meta["tokenizer"], stage="pretrain",
+                                                                    best_val_loss=best_val_loss,
                                                                     tokens_seen=iter_num * tokens_per_iter))
         if iter_num >= max_iters:
             break
 
         for micro_step in range(accum):
-            x, y = get_batch(*splits["train"], batch_size, block_size,
+            x, y = get_batch(*splits["train"], batch_size, block,
                              batch_rng(seed, iter_num, rt.rank * accum + micro_step), rt.device)
             with sync_context(model, micro_step, accum), rt.autocast:
                 _, loss = model(x, y)
@@ -172,7 +166,7 @@ def main():
             dt = (time.time() - t0) / log_interval
             t0 = time.time()
             lossf = loss.item() * accum
-            mfu = raw_model.estimate_mfu(tokens_per_iter, block_size, dt, peak) if peak else float("nan")
+            mfu = raw_model.estimate_mfu(tokens_per_iter, block, dt, peak) if peak else float("nan")
             print(f"iter {iter_num}: loss {lossf:.4f}, time {dt * 1000:.1f}ms, "
                   f"tok/s {tokens_per_iter / dt:,.0f}, mfu {mfu * 100:.1f}%, lr {lr:.2e}")
             log.write(iter=iter_num, split="train", loss=lossf, lr=lr, grad_norm=grad_norm, ms_per_iter=dt * 1000,

@@ -1,9 +1,12 @@
 """
 Supervised fine-tuning: teach the pretrained model to answer a prompt. The same worked problems
 as pretraining, but now as (prompt, completion) pairs with the loss on completion tokens only, so the
-model spends nothing on predicting the random operands of the prompt.
+model spends nothing on predicting the random operands of the prompt. The loss is pretraining's,
+model(x, y), with the targets of the prompt and the padding set to -1.
 
     python train_sft.py config/sft_small.py
+    torchrun --standalone --nproc_per_node=2 train_sft.py config/sft_small.py --batch_size=32 \
+        --gradient_accumulation_steps=2     # the same 64-example batches, half on each process
 """
 import os
 import time
@@ -11,21 +14,21 @@ from collections import defaultdict
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from batches import batch_rng, document_starts, get_batch, read_tokens, sft_batch
 from common import (setup, wrap_model, teardown, sync_context, check_grad_accum, get_lr, optimizer_step,
-                    save_checkpoint, start_model, checkpoint_payload, check_tokenizer, MetricsLog, read_jsonl,
-                    read_meta, encode_completions, greedy_accuracy)
+                    save_checkpoint, start_model, checkpoint_payload, check_out_dir, check_data, MetricsLog,
+                    read_jsonl, read_problems, read_meta, greedy_accuracy)
 from configurator import configure
 from model import GPT
-from tasks import problem_from_row
 from tokenizer import get_tokenizer
-from train_pretrain import get_batch, batch_rng, document_starts, scratch_config
 
 # -----------------------------------------------------------------------------
+# defaults: the small laptop run (README: SFT); config/*.py and --key=value override them
 out_dir = "out/sft"
 data_dir = "data/small"
-init_from = "out/pretrain/ckpt.pt"   # a checkpoint path, "resume" (out_dir/ckpt.pt), "scratch" or "gpt2"
+init_from = "out/pretrain/ckpt.pt"   # a checkpoint path, "resume" (out_dir/ckpt.pt) or "gpt2"
+overwrite = False                    # True: a fresh run may replace the checkpoint in out_dir
 eval_interval = 200
 log_interval = 25
 n_eval_problems = 350                # greedy exact match on this many held-out problems (50 per type)
@@ -34,8 +37,8 @@ forgetting_threshold = 0.3           # warn when pretraining val loss rises this
 batch_size = 64
 gradient_accumulation_steps = 1
 max_iters = 600
-learning_rate = 1e-3
-min_lr = 1e-4
+learning_rate = 3e-4                 # where pretraining's schedule ended: a higher rate forgets (README: SFT)
+min_lr = 3e-5
 warmup_iters = 20
 lr_decay_iters = 0                   # 0 means max_iters
 weight_decay = 0.1
@@ -50,16 +53,6 @@ seed = 1337
 # -----------------------------------------------------------------------------
 
 
-def sft_batch(examples, ix, tok, block_size, device):
-    """x (B, T) inputs and y (B, T) targets where only completion tokens are scored (-1 elsewhere).
-    Target t is token t+1, so the mask is shifted with it: the first completion token is predicted
-    from the last prompt token, and the prompt's own tokens are never targets."""
-    idx, completion_mask = encode_completions(tok, [examples[i]["prompt"] for i in ix],
-                                              [examples[i]["completion"] for i in ix], block_size)
-    targets = torch.where(completion_mask[:, 1:], idx[:, 1:], -1)  # (B, T-1)
-    return idx[:, :-1].to(device), targets.to(device)
-
-
 @torch.no_grad()
 def val_loss_by_type(model, examples, tok, block_size, rt):
     """Completion-token loss on the validation examples, per task type."""
@@ -71,14 +64,13 @@ def val_loss_by_type(model, examples, tok, block_size, rt):
     for task_type, rows in sorted(by_type.items()):
         x, y = sft_batch(rows, range(len(rows)), tok, block_size, rt.device)
         with rt.autocast:
-            logits, _ = model(x)
-        out[task_type] = F.cross_entropy(logits.float().transpose(1, 2), y, ignore_index=-1).item()
+            out[task_type] = model(x, y)[1].item()
     model.train()
     return out
 
 
 @torch.no_grad()
-def pretrain_val_loss(model, val_stream, block_size, rt, n_batches=10):
+def pretrain_val_loss(model, val_stream, block_size, rt, seed, n_batches=10):
     """Loss on the pretraining stream: tracked so a fine-tuning run that forgets it gets noticed."""
     model.eval()
     losses = []
@@ -92,23 +84,28 @@ def pretrain_val_loss(model, val_stream, block_size, rt, n_batches=10):
 
 def main():
     config = configure(globals())
+    if init_from == "scratch":
+        # a model's shape lives in one place, train_pretrain.py's keys, which can write an untrained checkpoint
+        raise SystemExit("init_from='scratch': SFT starts from a checkpoint; for SFT without pretraining, write an "
+                         "untrained one with `python train_pretrain.py --max_iters=0 --out_dir=out/untrained` and "
+                         "pass --init_from=out/untrained/ckpt.pt")
     rt = setup(device, dtype, seed)
     accum = check_grad_accum(gradient_accumulation_steps, rt)
+    check_out_dir(out_dir, init_from == "resume", overwrite)
     meta = read_meta(data_dir)
     tok = get_tokenizer(meta["tokenizer"])
     train = read_jsonl(os.path.join(data_dir, "sft_train.jsonl"), ("prompt", "completion"))
     val = read_jsonl(os.path.join(data_dir, "sft_val.jsonl"), ("prompt", "completion", "Q", "A", "type"))
-    eval_problems = [problem_from_row(r) for r in val[:n_eval_problems]]
-    val_data = np.memmap(os.path.join(data_dir, "val.bin"), dtype=np.uint16, mode="r")
+    eval_problems = read_problems(os.path.join(data_dir, "sft_val.jsonl"))[:n_eval_problems]
+    val_data = read_tokens(data_dir, "val")
 
-    iter_num, resuming = 0, init_from == "resume"
-    if init_from == "scratch":
-        model = GPT(scratch_config(meta["vocab_size"])).to(rt.device)  # train_pretrain.py's default shape
-    elif init_from == "gpt2":
+    iter_num, resuming = 0, False
+    if init_from == "gpt2":
         model = GPT.from_pretrained("gpt2", dropout=dropout).to(rt.device)
+        check_data("gpt2", model.config.vocab_size, meta, "gpt2 (Hugging Face)", data_dir)
     else:
-        model, ckpt, resuming = start_model(init_from, out_dir, rt, dropout)
-        check_tokenizer(ckpt["tokenizer"], meta["tokenizer"], init_from, data_dir)
+        model, ckpt, resuming, ckpt_path = start_model(init_from, out_dir, rt, dropout, stage="sft")
+        check_data(ckpt["tokenizer"], ckpt["model_args"]["vocab_size"], meta, ckpt_path, data_dir)
     block = model.config.block_size
     val_stream = (val_data, document_starts(val_data, tok.eot_id, block))
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), rt.device_type)
@@ -121,7 +118,7 @@ def main():
     start_pretrain_loss = ckpt.get("start_pretrain_loss") if resuming else None
     tokens_seen = ckpt["tokens_seen"] if resuming else 0  # completion tokens trained on, across ranks
     if start_pretrain_loss is None:
-        start_pretrain_loss = pretrain_val_loss(raw_model, val_stream, block, rt)
+        start_pretrain_loss = pretrain_val_loss(raw_model, val_stream, block, rt, seed)
     if rt.master:
         print(f"{len(train):,} training examples, {raw_model.num_params() / 1e6:.2f}M parameters, "
               f"pretraining val loss at start {start_pretrain_loss:.4f}")
@@ -132,7 +129,7 @@ def main():
         if rt.master and (iter_num % eval_interval == 0 or iter_num == max_iters):
             losses = val_loss_by_type(raw_model, val, tok, block, rt)
             acc = greedy_accuracy(raw_model, tok, eval_problems, rt, max_new_tokens)
-            forget = pretrain_val_loss(raw_model, val_stream, block, rt)
+            forget = pretrain_val_loss(raw_model, val_stream, block, rt, seed)
             print(f"step {iter_num}: val loss {np.mean(list(losses.values())):.4f}, "
                   f"greedy accuracy {acc['overall']:.3f}, pretraining val loss {forget:.4f}")
             print("  " + ", ".join(f"{t} {a:.2f}" for t, a in acc.items() if t != "overall"))
@@ -142,11 +139,11 @@ def main():
                       f"the model is forgetting; lower learning_rate or max_iters")
             log.write(iter=iter_num, split="eval", val_loss=losses, accuracy=acc, pretrain_val_loss=forget,
                       forgetting=forgetting, lr=lr, elapsed_s=time.time() - t_start)
-            if iter_num > 0:
+            if iter_num > 0 or max_iters == 0:
                 save_checkpoint(os.path.join(out_dir, "ckpt.pt"),
                                 **checkpoint_payload(raw_model, optimizer, config, iter_num, meta["tokenizer"],
-                                                     start_pretrain_loss=start_pretrain_loss, accuracy=acc,
-                                                     tokens_seen=tokens_seen))
+                                                     stage="sft", start_pretrain_loss=start_pretrain_loss,
+                                                     accuracy=acc, tokens_seen=tokens_seen))
         if iter_num >= max_iters:
             break
 
@@ -155,8 +152,8 @@ def main():
             x, y = sft_batch(train, rng.integers(0, len(train), size=batch_size), tok, block, rt.device)
             tokens_seen += int((y != -1).sum()) * rt.world_size
             with sync_context(model, micro_step, accum), rt.autocast:
-                logits, _ = model(x)
-                loss = F.cross_entropy(logits.float().transpose(1, 2), y, ignore_index=-1) / accum
+                _, loss = model(x, y)  # pretraining's loss; the -1 targets of the prompt and padding are skipped
+                loss = loss / accum
             loss.backward()
         grad_norm = optimizer_step(model, optimizer, lr, grad_clip)
         iter_num += 1
@@ -168,7 +165,7 @@ def main():
             log.write(iter=iter_num, split="train", loss=loss.item() * accum, lr=lr, grad_norm=grad_norm,
                       ms_per_iter=dt * 1000, elapsed_s=time.time() - t_start)
     if rt.master:
-        print(f"done in {time.time() - t_start:.1f}s")
+        print(f"done in {time.time() - t_start:.1f}s; checkpoint {os.path.join(out_dir, 'ckpt.pt')}")
     teardown(rt)
 
 

@@ -1,8 +1,10 @@
-# a few seconds of DPO on the tiny data: for tests and notebooks (the pipeline runs, little is learned)
-# $ python train_dpo.py config/dpo_tiny.py --init_from=out/sft_tiny/ckpt.pt
-out_dir = 'out/dpo_tiny'
+# a few seconds of DPO on the tiny data: for `bash speedrun.sh --tiny`, the tests and the notebooks (the pipeline
+# runs, little is learned)
+# $ python generate_pairs.py config/data_tiny.py --policy=out/tiny/sft/ckpt.pt
+# $ python train_dpo.py config/dpo_tiny.py
+out_dir = 'out/tiny/dpo'
 data_dir = 'data/tiny'
-init_from = 'out/sft_tiny/ckpt.pt'
+init_from = 'out/tiny/sft/ckpt.pt'
 eval_interval = 10
 log_interval = 5
 n_val_pairs = 64

@@ -1,8 +1,9 @@
-# a few seconds of GRPO on the tiny data: for tests and notebooks (the pipeline runs, nothing is learned)
-# $ python train_grpo.py config/grpo_tiny.py --init_from=out/sft_tiny/ckpt.pt
-out_dir = 'out/grpo_tiny'
+# a few seconds of GRPO on the tiny data: for `bash speedrun.sh --tiny`, the tests and the notebooks (the pipeline
+# runs, nothing is learned)
+# $ python train_grpo.py config/grpo_tiny.py --init_from=out/tiny/dpo/ckpt.pt
+out_dir = 'out/tiny/grpo'
 data_dir = 'data/tiny'
-init_from = 'out/sft_tiny/ckpt.pt'
+init_from = 'out/tiny/sft/ckpt.pt'
 eval_interval = 2
 n_eval_problems = 70
 prompts_per_step = 4

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from common import (get_lr, save_checkpoint, load_checkpoint, read_jsonl, encode_completions, MetricsLog,
-                    check_tokenizer)
+                    check_data, check_out_dir, read_meta, read_problems, setup)
 from configurator import configure
 from tokenizer import get_tokenizer, THINK, END_THINK, END, EOT
 
@@ -57,6 +57,50 @@ def test_bad_config_is_a_one_line_error(argv, message):
         configure(_defaults(), argv)
 
 
+def test_none_only_where_the_default_is_none(tmp_path):
+    with pytest.raises(SystemExit, match=r"config error \(--max_iters=None\): max_iters cannot be None; its default "
+                                         r"is 100"):
+        configure(_defaults(), ["--max_iters=None"])
+    cfg = tmp_path / "c.py"
+    cfg.write_text("name = None\n")
+    with pytest.raises(SystemExit, match="name cannot be None"):
+        configure(_defaults(), [str(cfg)])
+    assert configure(dict(_defaults(), weights=None), ["--weights=None"])["weights"] is None
+    assert configure(dict(_defaults(), weights=None), ["--weights={'a': 1}"])["weights"] == {"a": 1}
+
+
+def test_a_string_key_takes_number_like_text_as_text():
+    assert configure(_defaults(), ["--name=2024"])["name"] == "2024"
+    assert configure(_defaults(), ["--name=1e-3"])["name"] == "1e-3"
+    assert configure(_defaults(), ["--name='quoted'"])["name"] == "quoted"
+
+
+RANGES = dict(batch_size=64, block_size=128, gradient_accumulation_steps=1, eval_interval=250, log_interval=25,
+              max_iters=1000, max_new_tokens=100, temperature=1.0, top_k=0, top_p=1.0, learning_rate=3e-4,
+              dropout=0.0, n_layer=4)
+
+
+@pytest.mark.parametrize("arg, message", [
+    ("--batch_size=0", "batch_size must be >= 1, got 0"), ("--batch_size=-4", "batch_size must be >= 1, got -4"),
+    ("--block_size=0", "block_size must be >= 1"), ("--gradient_accumulation_steps=0", "gradient_accumulation_steps"),
+    ("--eval_interval=0", "eval_interval must be >= 1"), ("--log_interval=0", "log_interval must be >= 1"),
+    ("--max_iters=-1", "max_iters must be >= 0"), ("--max_new_tokens=0", "max_new_tokens must be >= 1"),
+    ("--n_layer=0", "n_layer must be >= 1"), ("--temperature=-1", "temperature must be >= 0, got -1.0"),
+    ("--top_k=-3", "top_k must be >= 0, got -3"), ("--top_p=0", r"top_p must be in \(0, 1\], got 0.0"),
+    ("--top_p=1.5", r"top_p must be in \(0, 1\]"), ("--learning_rate=0", "learning_rate must be > 0"),
+    ("--dropout=1", "dropout must be below 1"),
+])
+def test_shared_ranges_are_one_line_errors(arg, message):
+    with pytest.raises(SystemExit, match=f"config error: {message}") as e:
+        configure(dict(RANGES), [arg])
+    assert "\n" not in str(e.value)
+
+
+def test_values_at_the_edge_of_their_range_pass():
+    config = configure(dict(RANGES), ["--max_iters=0", "--temperature=0", "--top_p=1", "--batch_size=1"])
+    assert (config["max_iters"], config["temperature"], config["top_p"], config["batch_size"]) == (0, 0.0, 1.0, 1)
+
+
 def test_unknown_key_in_a_config_file(tmp_path):
     cfg = tmp_path / "c.py"
     cfg.write_text("learning_rat = 3e-4\n")
@@ -76,7 +120,7 @@ def test_lr_schedule_warms_up_then_decays_to_min():
 
 def test_checkpoint_is_written_atomically_and_loaded_weights_only(tmp_path, monkeypatch):
     path = str(tmp_path / "ckpt.pt")
-    save_checkpoint(path, model={"w": torch.ones(2)}, iter_num=3)
+    save_checkpoint(path, model={"w": torch.ones(2)}, model_args={}, tokenizer="math", iter_num=3)
     assert not os.path.exists(path + ".tmp")
 
     def killed_mid_write(obj, f):
@@ -84,7 +128,7 @@ def test_checkpoint_is_written_atomically_and_loaded_weights_only(tmp_path, monk
         raise KeyboardInterrupt
     monkeypatch.setattr(torch, "save", killed_mid_write)
     with pytest.raises(KeyboardInterrupt):
-        save_checkpoint(path, model={"w": torch.zeros(2)}, iter_num=4)
+        save_checkpoint(path, model={"w": torch.zeros(2)}, model_args={}, tokenizer="math", iter_num=4)
     ckpt = load_checkpoint(path)  # the old checkpoint is intact
     assert ckpt["iter_num"] == 3 and torch.equal(ckpt["model"]["w"], torch.ones(2))
 
@@ -96,8 +140,50 @@ def test_missing_and_corrupt_checkpoints_are_one_line_errors(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(SystemExit, match="could not load checkpoint"):
         load_checkpoint(str(bad))
-    with pytest.raises(SystemExit, match="tokenizer mismatch"):
-        check_tokenizer("gpt2", "math", "a.pt", "data/small")
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(SystemExit, match=r"could not load checkpoint .*empty.pt: the file is empty \(0 bytes\)"):
+        load_checkpoint(str(empty))
+    no_tokenizer = str(tmp_path / "no_tokenizer.pt")
+    save_checkpoint(no_tokenizer, model={}, model_args={})
+    with pytest.raises(SystemExit, match="no_tokenizer.pt is not a checkpoint of nanomath's training scripts: "
+                                         "no tokenizer"):
+        load_checkpoint(no_tokenizer)
+
+
+def test_a_checkpoint_must_fit_the_data():
+    meta = {"tokenizer": "math", "vocab_size": 260}
+    with pytest.raises(SystemExit, match="tokenizer mismatch: checkpoint a.pt uses 'gpt2' but data/small/meta.json"):
+        check_data("gpt2", 50260, meta, "a.pt", "data/small")
+    with pytest.raises(SystemExit, match="vocabulary mismatch: checkpoint a.pt embeds 100 token ids but "
+                                         "data/small/meta.json has 260"):
+        check_data("math", 100, meta, "a.pt", "data/small")
+    check_data("math", 260, meta, "a.pt", "data/small")
+
+
+def test_malformed_or_incomplete_meta_json(tmp_path):
+    (tmp_path / "meta.json").write_text('{"tokenizer": "math",\n')
+    with pytest.raises(SystemExit, match=r"meta.json:2: malformed JSON \(.*\): regenerate the data"):
+        read_meta(str(tmp_path))
+    (tmp_path / "meta.json").write_text('{"tokenizer": "math"}')
+    with pytest.raises(SystemExit, match="meta.json: no vocab_size: regenerate the data"):
+        read_meta(str(tmp_path))
+
+
+def test_a_fresh_run_does_not_replace_a_checkpoint(tmp_path):
+    check_out_dir(str(tmp_path), resuming=False, overwrite=False)       # nothing there yet
+    (tmp_path / "ckpt.pt").write_bytes(b"x")
+    with pytest.raises(SystemExit, match="ckpt.pt exists: --init_from=resume continues that run, --overwrite=True "
+                                         "replaces it, or pass another --out_dir"):
+        check_out_dir(str(tmp_path), resuming=False, overwrite=False)
+    check_out_dir(str(tmp_path), resuming=True, overwrite=False)
+    check_out_dir(str(tmp_path), resuming=False, overwrite=True)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_without_cuda_is_a_one_line_error():
+    with pytest.raises(SystemExit, match="device='cuda' but this torch has no CUDA device: use --device=cpu"):
+        setup("cuda", "float32")
 
 
 def test_read_jsonl_names_the_bad_line(tmp_path):
@@ -108,9 +194,33 @@ def test_read_jsonl_names_the_bad_line(tmp_path):
     path.write_text('{"prompt": "1+1=?"}\n{"completion": "2"}\n')
     with pytest.raises(SystemExit, match=r"x.jsonl:2: missing key\(s\) prompt"):
         read_jsonl(str(path), ("prompt",))
+    # problems too, through tasks.problem_from_row, blank lines counted
+    path.write_text('{"Q": "1+1=?", "A": "2", "type": "a_plus_b_q"}\n\n'
+                    '{"Q": "1+1=?", "A": "two", "type": "a_plus_b_q"}\n')
+    with pytest.raises(SystemExit, match=r"x.jsonl:3: A 'two' \(Q '1\+1=\?'\) must be an integer"):
+        read_problems(str(path))
+    path.write_text('{"Q": "1+1=?", "A": "2", "type": "a_times_b_q"}\n')
+    with pytest.raises(SystemExit, match=r"x.jsonl:1: Q '1\+1=\?' is not a a_times_b_q prompt"):
+        read_problems(str(path))
     path.write_text("")
     with pytest.raises(SystemExit, match="is empty"):
         read_jsonl(str(path))
+
+
+def test_metrics_log_skips_a_cut_off_last_line_on_resume(tmp_path, capsys):
+    log = MetricsLog(str(tmp_path))
+    log.write(iter=10, split="train", loss=1.0)
+    with open(tmp_path / "log.jsonl", "a") as f:
+        f.write('{"iter": 20, "split": "tr')                         # killed while writing
+    resumed = MetricsLog(str(tmp_path), resume_iter=20)
+    resumed.write(iter=20, split="train", loss=0.5)
+    rows = [json.loads(line) for line in open(tmp_path / "log.jsonl")]
+    assert [(r["iter"], r["loss"]) for r in rows] == [(10, 1.0), (20, 0.5)]
+    assert "dropped the cut-off last line" in capsys.readouterr().out
+    with open(tmp_path / "log.jsonl", "a") as f:
+        f.write('{"iter": 2\n{"iter": 30, "split": "train"}\n')    # a bad line before the last is not a cut-off
+    with pytest.raises(SystemExit, match=r"log.jsonl:3: malformed JSON"):
+        MetricsLog(str(tmp_path), resume_iter=20)
 
 
 def test_metrics_log_drops_rows_past_the_resumed_iteration(tmp_path):

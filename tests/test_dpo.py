@@ -169,7 +169,7 @@ def run_dpo(monkeypatch, root, *overrides, out="out"):
     args = [f"--data_dir={root / 'data'}", f"--init_from={root / 'sft.pt'}", f"--out_dir={root / out}",
             "--device=cpu", "--batch_size=4", "--max_iters=4", "--eval_interval=2", "--log_interval=1",
             "--n_val_pairs=6", "--n_eval_problems=4", "--max_new_tokens=8", "--warmup_iters=1",
-            "--learning_rate=3e-3"]
+            "--learning_rate=3e-3", "--pairs_file=pairs_train.jsonl", "--rpo_alpha=0.0"]   # no RPO: ln 2 at step 0
     monkeypatch.setattr(sys, "argv", ["train_dpo.py", *args, *overrides])
     train_dpo.main()
     return [json.loads(line) for line in open(root / out / "log.jsonl")]
@@ -199,7 +199,7 @@ def test_end_to_end_logs_and_checkpoint(straight):
     assert evals[0]["loss"] == pytest.approx(math.log(2), abs=1e-6) and evals[0]["rewards/accuracies"] == 0.0
     ckpt = torch.load(root / "out" / "ckpt.pt", weights_only=True)
     assert ckpt["iter_num"] == 4 and ckpt["tokenizer"] == "math"
-    assert ckpt["reference_from"] == str(root / "sft.pt") and ckpt["config"]["beta"] == 0.1
+    assert ckpt["reference_from"] == str(root / "sft.pt") and ckpt["config"]["beta"] == 0.5
 
 
 def test_val_pairs_are_of_the_training_kind(data, monkeypatch, capsys):
@@ -233,7 +233,6 @@ def test_resume_continues_the_same_run(straight, monkeypatch):
 
 
 def test_dpo_steps_teach_the_preference(data):
-    importlib.reload(train_dpo)   # the default beta and loss
     rt = setup("cpu", "float32", 0)
     model = model_from_checkpoint(torch.load(data / "sft.pt", weights_only=True), "cpu")
     reference = copy.deepcopy(model).eval().requires_grad_(False)
@@ -241,7 +240,8 @@ def test_dpo_steps_teach_the_preference(data):
     pairs, _ = train_dpo.read_pairs(str(data / "data" / "pairs_train.jsonl"), tok, 64)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for _ in range(20):
-        losses, metrics = train_dpo.dpo_batch(model, reference, "train", pairs, range(8), tok, 64, rt)
+        losses, metrics = train_dpo.dpo_batch(model, reference, "train", pairs, range(8), tok, 64, rt,
+                                              {"beta": 0.1, "loss_type": "sigmoid"})
         losses.mean().backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -251,7 +251,7 @@ def test_dpo_steps_teach_the_preference(data):
 def test_reference_free_ipo_run(data, monkeypatch):
     log = run_dpo(monkeypatch, data, "--loss_type=ipo", "--reference_free=True", "--max_iters=1")
     # with the reference's log-probs taken as 0 the rewards are the policy's own log-probs times beta
-    assert log[0]["rewards/chosen"] == pytest.approx(0.1 * log[0]["logps/chosen"], rel=1e-5)
+    assert log[0]["rewards/chosen"] == pytest.approx(0.5 * log[0]["logps/chosen"], rel=1e-5)
 
 
 def test_seed_format(data, monkeypatch):

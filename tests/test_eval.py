@@ -247,12 +247,19 @@ def test_plain_prompts_source_end_to_end(tmp_path, checkpoints, run_eval):
     assert "| ungraded |" in (out_dir / "results.md").read_text()   # the column of the metrics table
 
 
-def test_max_new_tokens_is_clamped_to_the_block(tmp_path, run_eval, capsys):
+def test_each_prompt_gets_the_room_its_own_length_leaves(tmp_path, run_eval, capsys):
     data_dir = write_data(tmp_path / "data")
-    ckpt = save(tiny_model(block_size=16), tmp_path / "short" / "ckpt.pt")
-    run_eval(f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'eval'}", f"--ckpt={ckpt}", "--max_new_tokens=100")
-    assert "max_new_tokens 100 clamped to 11: the longest prompt '1+1=?' has 5 tokens and block_size is 16" \
-        in capsys.readouterr().out
+    ckpt = save(tiny_model(block_size=32), tmp_path / "short" / "ckpt.pt")
+    prompts = tmp_path / "prompts.txt"
+    long_prompt = "9" * 24 + "+1=?"                       # 28 tokens: 4 left in block_size 32
+    prompts.write_text(f"1+1=?\n{long_prompt}\n3*4=?\n")
+    run_eval(f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'eval'}", f"--ckpt={ckpt}", f"--source={prompts}",
+             "--max_new_tokens=20")
+    completions = json.loads((tmp_path / "eval" / "results.json").read_text())["checkpoints"][0]["completions"]
+    # a random model never stops: every prompt uses the room it has, the short ones are not cut to 4
+    assert [len(TOK.encode(c)) for c in completions] == [20, 4, 20]
+    assert (f"note: 1 prompt(s) leave fewer than max_new_tokens=20 new tokens in block_size 32; the longest, "
+            f"{long_prompt!r}, leaves 4") in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- bad input: one-line errors
@@ -297,3 +304,59 @@ def test_prompt_longer_than_the_block(tmp_path, run_eval):
 def test_unknown_source(tmp_path, checkpoints, run_eval):
     with pytest.raises(SystemExit, match="source='valid': use test, test_ood, generated or the path"):
         run_eval(f"--data_dir={write_data(tmp_path / 'data')}", f"--ckpt={checkpoints['random']}", "--source=valid")
+
+
+def test_an_unwritable_out_dir_stops_before_any_evaluation(tmp_path, checkpoints, run_eval, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")                                  # out_dir below a file: it cannot be made, even by root
+    with pytest.raises(SystemExit, match=r"out_dir '.*a_file/eval' is not writable \(.*\): pass another --out_dir"):
+        run_eval(f"--data_dir={write_data(tmp_path / 'data')}", f"--out_dir={blocker / 'eval'}",
+                 f"--ckpt={checkpoints['random']}")
+    assert "problems in" not in capsys.readouterr().out
+
+
+def test_every_checkpoint_is_loaded_before_the_first_is_evaluated(tmp_path, checkpoints, run_eval, capsys):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"")
+    with pytest.raises(SystemExit, match="could not load checkpoint .*corrupt.pt: the file is empty"):
+        run_eval(f"--data_dir={write_data(tmp_path / 'data')}", f"--out_dir={tmp_path / 'eval'}",
+                 f"--ckpt={checkpoints['trained']},{corrupt}")
+    assert "problems in" not in capsys.readouterr().out     # the first one was not evaluated in vain
+
+
+def test_a_checkpoint_with_a_smaller_vocabulary(tmp_path, run_eval):
+    torch.manual_seed(0)
+    small = GPT(GPTConfig(block_size=64, vocab_size=100, n_layer=1, n_head=2, n_embd=16))
+    ckpt = save(small, tmp_path / "small" / "ckpt.pt")
+    with pytest.raises(SystemExit, match="vocabulary mismatch: checkpoint .*ckpt.pt embeds 100 token ids but "
+                                         ".*meta.json has 260"):
+        run_eval(f"--data_dir={write_data(tmp_path / 'data')}", f"--ckpt={ckpt}", f"--out_dir={tmp_path / 'eval'}")
+
+
+def test_a_jsonl_source_is_read_as_rows(tmp_path, checkpoints, run_eval):
+    data_dir = write_data(tmp_path / "data")
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text(json.dumps({"Q": "1+1=?", "A": "2", "type": "a_plus_b_q"}) + "\n"
+                    + json.dumps({"Q": "3*4=?", "A": "12", "type": "a_times_b_q"}) + "\n")
+    run_eval(f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'eval'}", f"--ckpt={checkpoints['trained']}",
+             f"--source={mine}", "--max_new_tokens=20")
+    r = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert [p["prompt"] for p in r["problems"]] == ["1+1=?", "3*4=?"] and r["checkpoints"][0]["correct"] == [True, True]
+    mine.write_text(json.dumps({"Q": "1+1=?", "A": "2", "type": "a_plus_b_q"}) + "\n" + json.dumps({"Q": "1+1=?"}))
+    with pytest.raises(SystemExit, match=r"mine.jsonl:2: missing key\(s\) A, type"):
+        run_eval(f"--data_dir={data_dir}", f"--ckpt={checkpoints['trained']}", f"--source={mine}")
+
+
+@pytest.mark.parametrize("arg, message", [("--temperature=-1", "temperature must be >= 0"),
+                                          ("--top_k=-3", "top_k must be >= 0"), ("--top_p=0", "top_p must be in"),
+                                          ("--out_dir=None", "out_dir cannot be None")])
+def test_sampling_settings_out_of_range(tmp_path, checkpoints, run_eval, arg, message):
+    with pytest.raises(SystemExit, match=message):
+        run_eval(f"--data_dir={write_data(tmp_path / 'data')}", f"--ckpt={checkpoints['random']}", arg)
+
+
+def test_a_number_like_out_dir_is_a_directory_name(tmp_path, checkpoints, run_eval, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run_eval(f"--data_dir={write_data(tmp_path / 'data')}", f"--ckpt={checkpoints['random']}", "--out_dir=2024",
+             "--max_new_tokens=4", "--n_per_type=1")
+    assert (tmp_path / "2024" / "results.json").exists()

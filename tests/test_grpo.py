@@ -4,7 +4,6 @@ import importlib
 import itertools
 import json
 import random
-import subprocess
 import sys
 
 import pytest
@@ -15,9 +14,8 @@ from model import GPT, GPTConfig, generate, token_logprobs
 from tasks import Problem, completion, make_problem
 from tokenizer import get_tokenizer
 from task_mix import auto_weights, check_weights, draw_problems, without_exhausted_cells
-from train_grpo import assemble, compute_advantages, grpo_loss, k3_kl
+from train_grpo import assemble, compute_advantages, grpo_loss, k3_kl, reward
 
-REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 # ---------------------------------------------------------------- advantages
 
@@ -54,6 +52,31 @@ def test_loss_values_and_metrics(loss_type, want):
     assert loss.item() == pytest.approx(want, abs=1e-6)
     assert metrics["kl"] == pytest.approx(0.016620, abs=1e-6)
     assert (metrics["clip_low"], metrics["clip_high"], metrics["clip_any"]) == pytest.approx((0.2, 0.2, 0.4))
+
+
+@pytest.mark.parametrize("loss_type, want", [("grpo", -0.322732), ("dapo", -0.477431), ("dr_grpo", -0.298394)])
+def test_trl_bias_corrected_kl(loss_type, want):
+    # TRL 1.16's default use_bias_correction_kl=True: each token's k3 times its ratio (loss_vectors.md)
+    loss, _ = grpo_loss(torch.tensor(LOGP), torch.tensor(OLD), torch.tensor(REF), torch.tensor([1.0, -0.5]), MASK,
+                        loss_type, 0.2, 0.28, 0.04, max_len=4, use_bias_correction_kl=True)
+    assert loss.item() == pytest.approx(want, abs=1e-6)
+
+
+def test_dapo_under_ddp_divides_by_the_tokens_of_every_rank():
+    # two simulated ranks, one completion each (3 and 2 tokens): each divides its token sum by 5 / 2 ranks, as
+    # TRL does, so the mean DDP takes of their gradients is the gradient of the one-process loss
+    logp = torch.tensor(LOGP, requires_grad=True)
+    args = (torch.tensor(OLD), torch.tensor(REF), torch.tensor([1.0, -0.5]), MASK, "dapo", 0.2, 0.28, 0.04)
+    one_process, _ = grpo_loss(logp, *args)
+    (grad_one,) = torch.autograd.grad(one_process, logp)
+    ranks = [grpo_loss(logp[r:r + 1], *(a[r:r + 1] for a in args[:4]), *args[4:], num_tokens=torch.tensor(2.5))[0]
+             for r in (0, 1)]
+    ddp = (ranks[0] + ranks[1]) / 2
+    assert ddp.item() == pytest.approx(-0.477337, abs=1e-6) == one_process.item()
+    assert torch.allclose(torch.autograd.grad(ddp, logp)[0], grad_one)
+    # each rank dividing by its own tokens (nanomath before, not TRL) weighs the short completion's tokens more
+    own = [grpo_loss(logp[r:r + 1], *(a[r:r + 1] for a in args[:4]), *args[4:])[0] for r in (0, 1)]
+    assert ((own[0] + own[1]) / 2).item() != pytest.approx(one_process.item(), abs=1e-3)
 
 
 @pytest.mark.parametrize("loss_type, want_loss", [("grpo", 0.0), ("dapo", -0.1), ("dr_grpo", -0.0625)])
@@ -124,18 +147,15 @@ def test_drawn_problems_avoid_held_out_prompts():
     assert 0.68 < sum(p.type == "a_minus_b_q" for p in mix) / len(mix) < 0.82
 
 
-def test_reward_format_bonus_only_with_a_right_answer_and_truncation_penalty(monkeypatch):
-    module = importlib.import_module("train_grpo")
-    monkeypatch.setattr(module, "format_reward", 0.1)
-    monkeypatch.setattr(module, "truncated", "mask")
+def test_reward_format_bonus_only_with_a_right_answer_and_truncation_penalty():
     problem = make_problem("a_plus_b_q", random.Random(0), ((2, 2), (2, 2)))
     canonical = completion(problem)
-    assert module.reward(problem, canonical, True) == pytest.approx(1.1)
-    assert module.reward(problem, f"The answer is {problem.answer}.<|end|>", True) == 1.0   # right, not canonical
-    assert module.reward(problem, completion(Problem(problem.type, problem.prompt, problem.answer + 1)), True) == 0
-    assert module.reward(problem, canonical[:-len("<|end|>")], False) == 1.0   # no <|end|>: right, not canonical
-    monkeypatch.setattr(module, "truncated", "penalize")
-    assert module.reward(problem, canonical[:-len("<|end|>")], False) == 0
+    assert reward(problem, canonical, True, "mask", 0.1) == pytest.approx(1.1)
+    assert reward(problem, f"The answer is {problem.answer}.<|end|>", True, "mask", 0.1) == 1.0   # right, not canonical
+    wrong = completion(Problem(problem.type, problem.prompt, problem.answer + 1))
+    assert reward(problem, wrong, True, "mask", 0.1) == 0
+    assert reward(problem, canonical[:-len("<|end|>")], False, "mask", 0.1) == 1.0   # no <|end|>: right, not canonical
+    assert reward(problem, canonical[:-len("<|end|>")], False, "penalize", 0.1) == 0
 
 
 def test_auto_weights_put_practice_in_the_cells_that_hold_the_errors():
@@ -170,14 +190,6 @@ def test_configured_task_weights_spread_evenly_over_the_cells():
 
 
 # ---------------------------------------------------------------- end to end on a tiny random checkpoint
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    subprocess.run([sys.executable, "generate_pairs.py", "config/data_tiny.py", f"--out_root={root}"], cwd=REPO,
-                   check=True, capture_output=True)
-    return root / "tiny"
-
 
 def write_checkpoint(path, model, tokenizer="math"):
     opt = model.configure_optimizers(0.0, 1e-3, (0.9, 0.99), "cpu")
@@ -217,7 +229,8 @@ def test_end_to_end_then_resume(monkeypatch, data_dir, random_ckpt, tmp_path):
 
     common = (f"--data_dir={data_dir}", f"--out_dir={out}")
     # fp32: in bf16 the engine's and the training pass's log-probs differ by ~1e-3, too much to compare
-    run_grpo(monkeypatch, f"--init_from={random_ckpt}", "--dtype=float32", *common, patch=record_reference)
+    run_grpo(monkeypatch, f"--init_from={random_ckpt}", "--dtype=float32", "--num_iterations=1", *common,
+             patch=record_reference)
     assert references == [None, None]                                    # beta=0: no reference model at all
     train = read_log(out, "train")
     assert [r["iter"] for r in train] == [1, 2]
@@ -247,7 +260,8 @@ def test_sft_anchor_adds_the_nll_of_worked_solutions(monkeypatch, data_dir, rand
         module.policy_update = lambda *a: anchors.append(a[-2]) or update(*a)
 
     run_grpo(monkeypatch, f"--init_from={random_ckpt}", f"--data_dir={data_dir}", f"--out_dir={out}",
-             "--dtype=float32", "--max_iters=1", "--sft_coef=0.5", "--sft_batch_size=8", patch=record_anchor)
+             "--dtype=float32", "--max_iters=1", "--sft_coef=0.5", "--sft_batch_size=8", "--num_iterations=1",
+             patch=record_anchor)
     (x, y), = anchors
     assert x.shape[0] == 8 and (y[:, 0] == -1).all() and (y >= 0).any()   # scored: completion tokens only
     start = model_from_checkpoint(load_checkpoint(str(random_ckpt)), "cpu")
@@ -260,7 +274,7 @@ def test_dynamic_sampling_keeps_only_groups_whose_rewards_differ(monkeypatch, da
 
     def one_right_answer_in_every_other_group(module):
         # rewards in call order: of each pair of groups of 4, the first has one reward 1, the second none
-        module.reward = lambda problem, text, stopped: float(next(calls) % 8 == 0)
+        module.reward = lambda *args: float(next(calls) % 8 == 0)
 
     run_grpo(monkeypatch, f"--init_from={random_ckpt}", f"--data_dir={data_dir}", f"--out_dir={out}",
              "--max_iters=1", "--beta=0.04", "--dynamic_sampling=True", patch=one_right_answer_in_every_other_group)

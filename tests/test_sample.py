@@ -108,3 +108,25 @@ def test_bad_command_line_prompt_is_a_one_line_error(ckpt):
 def test_missing_checkpoint(tmp_path):
     r = run_sample(tmp_path / "nope.pt")
     assert r.returncode == 1 and r.stderr.strip().startswith("checkpoint not found:")
+
+
+def test_spaces_are_dropped_and_other_prompts_are_said_to_be_unchecked(ckpt):
+    r = run_sample(ckpt, "--prompt=3 + 4 = ?|-3+4=?|7/2=?|72 - x = 34 , x = ?")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("3+4=?") and "the answer is 7" in lines[1]       # checked, as 3+4=?
+    assert lines[2].startswith("-3+4=?") and lines[3] == "not one of the task forms: not checked"
+    assert lines[4].startswith("7/2=?") and lines[5] == "not one of the task forms: not checked"
+    assert lines[6].startswith("72-x=34, x=?") and "the answer is 38" in lines[7]
+
+
+def test_a_completion_cut_at_block_size_says_so(ckpt):
+    prompt = "1" * 24 + "+1=?"                            # 28 tokens of the 32: room for 4
+    r = run_sample(ckpt, f"--prompt={prompt}")
+    assert r.returncode == 0, r.stderr
+    assert "cut at block_size 32: the prompt leaves room for 4 new tokens" in r.stdout
+
+
+def test_top_k_below_zero_is_a_one_line_error(ckpt):
+    r = run_sample(ckpt, "--top_k=-3")
+    assert r.returncode == 1 and r.stderr.strip() == "config error: top_k must be >= 0, got -3"

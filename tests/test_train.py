@@ -1,6 +1,8 @@
 """End-to-end checks of the training scripts on a tiny model and the tiny dataset (seconds each)."""
+import importlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,11 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from tokenizer import get_tokenizer, THINK, END_THINK, END
-from train_sft import sft_batch
+from batches import sft_batch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY_MODEL = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--batch_size=8", "--block_size=96",
-              "--eval_iters=2", "--log_interval=1", "--device=cpu", "--dtype=float32"]
+from conftest import ROOT, TINY_MODEL
 
 
 def run(script, *args, check=True):
@@ -26,11 +26,18 @@ def run(script, *args, check=True):
     return out
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    run("generate_pairs.py", "config/data_tiny.py", f"--out_root={root}")
-    return str(root / "tiny")
+def main_of(script, monkeypatch, *args):
+    """script's main() in this process (fast: no interpreter to start), from its defaults and args."""
+    module = importlib.reload(importlib.import_module(script))
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", *args])
+    module.main()
+
+
+def one_line_error(script, monkeypatch, *args):
+    with pytest.raises(SystemExit) as e:
+        main_of(script, monkeypatch, *args)
+    assert "\n" not in str(e.value)
+    return str(e.value)
 
 
 def eval_rows(out_dir):
@@ -72,24 +79,6 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(data_dir, tmp_path):
     assert resumed[-1]["val_loss"] == pytest.approx(full[-1]["val_loss"], abs=1e-4)
 
 
-def test_ddp_with_two_processes_matches_one_process_with_accumulation(data_dir, tmp_path):
-    args = [f"--data_dir={data_dir}", "--max_iters=10", "--eval_interval=5", "--gradient_accumulation_steps=2",
-            "--learning_rate=1e-2", "--warmup_iters=2",
-            *TINY_MODEL]
-    run("train_pretrain.py", f"--out_dir={tmp_path / 'single'}", *args)
-    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          "train_pretrain.py", f"--out_dir={tmp_path / 'ddp'}", *args],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    single, ddp = eval_rows(tmp_path / "single"), eval_rows(tmp_path / "ddp")
-    # rank r's micro-batch is the single process's micro-batch r, so the curves agree up to the order of
-    # floating-point sums in the all-reduce
-    assert [r["iter"] for r in ddp] == [r["iter"] for r in single] == [0, 5, 10]
-    for a, b in zip(ddp, single):
-        assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-3)
-    assert ddp[-1]["val_loss"] < ddp[0]["val_loss"] - 0.5
-
-
 def test_sft_batch_scores_only_completion_tokens():
     tok = get_tokenizer()
     completion = f"{THINK}1+2+0=3{END_THINK}3{END}"
@@ -108,10 +97,8 @@ def test_sft_batch_scores_only_completion_tokens():
     assert loss.item() == pytest.approx(torch.log(torch.tensor(float(tok.vocab_size))).item())
 
 
-def test_sft_then_its_checkpoint_resumes(data_dir, tmp_path):
-    pre = tmp_path / "pre"
-    run("train_pretrain.py", f"--data_dir={data_dir}", f"--out_dir={pre}", "--max_iters=20", "--eval_interval=20",
-        *TINY_MODEL)
+def test_sft_then_its_checkpoint_resumes(data_dir, pretrained, tmp_path):
+    pre = pretrained
     sft_args = [f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'sft'}", "--eval_interval=10",
                 "--n_eval_problems=14", "--max_new_tokens=40", "--batch_size=8", "--log_interval=5",
                 "--device=cpu", "--dtype=float32"]
@@ -124,9 +111,79 @@ def test_sft_then_its_checkpoint_resumes(data_dir, tmp_path):
 
 
 def test_bad_inputs_are_one_line_errors(data_dir, tmp_path):
-    out = run("train_sft.py", f"--data_dir={data_dir}", f"--init_from={tmp_path / 'missing.pt'}", check=False)
+    out = run("train_sft.py", f"--data_dir={data_dir}", f"--init_from={tmp_path / 'missing.pt'}",
+              f"--out_dir={tmp_path}", check=False)
     assert out.returncode == 1 and out.stderr.strip().startswith("checkpoint not found")
-    out = run("train_pretrain.py", "--data_dir=nowhere", check=False)
+    out = run("train_pretrain.py", "--data_dir=nowhere", f"--out_dir={tmp_path}", check=False)
     assert out.returncode == 1 and "meta.json not found" in out.stderr and "Traceback" not in out.stderr
     out = run("train_pretrain.py", "--max_iter=5", check=False)
     assert out.returncode == 1 and out.stderr.startswith("config error: unknown key 'max_iter'")
+
+
+@pytest.mark.parametrize("arg, message", [
+    ("--block_size=0", "config error: block_size must be >= 1, got 0"),
+    ("--gradient_accumulation_steps=0", "config error: gradient_accumulation_steps must be >= 1, got 0"),
+    ("--batch_size=-1", "config error: batch_size must be >= 1, got -1"),
+    ("--eval_interval=0", "config error: eval_interval must be >= 1, got 0"),
+    ("--device=None", "config error (--device=None): device cannot be None; its default is 'auto'"),
+    ("--block_size=32", "block_size=32 cuts the longest training documents (73 tokens"),
+])
+def test_settings_that_would_train_nonsense_are_one_line_errors(data_dir, tmp_path, monkeypatch, arg, message):
+    error = one_line_error("train_pretrain", monkeypatch, f"--data_dir={data_dir}", f"--out_dir={tmp_path}",
+                           *TINY_MODEL, arg)
+    assert error.startswith(message) and not os.path.exists(tmp_path / "ckpt.pt")
+
+
+def test_max_iters_0_writes_the_untrained_checkpoint_it_announces(data_dir, tmp_path, monkeypatch, capsys):
+    main_of("train_pretrain", monkeypatch, f"--data_dir={data_dir}", f"--out_dir={tmp_path}", *TINY_MODEL,
+            "--max_iters=0")
+    assert f"checkpoint {tmp_path / 'ckpt.pt'}" in capsys.readouterr().out
+    assert torch.load(tmp_path / "ckpt.pt", weights_only=True)["iter_num"] == 0
+
+
+def test_a_fresh_run_refuses_an_out_dir_that_holds_a_checkpoint(data_dir, pretrained, tmp_path, monkeypatch):
+    out = tmp_path / "pre"
+    shutil.copytree(pretrained, out)
+    before = {f: (out / f).read_bytes() for f in ("ckpt.pt", "log.jsonl")}
+    args = (f"--data_dir={data_dir}", f"--out_dir={out}", *TINY_MODEL, "--max_iters=2", "--eval_interval=2")
+    error = one_line_error("train_pretrain", monkeypatch, *args)
+    assert error == (f"{out / 'ckpt.pt'} exists: --init_from=resume continues that run, --overwrite=True replaces "
+                     "it, or pass another --out_dir")
+    assert {f: (out / f).read_bytes() for f in before} == before            # nothing lost
+    main_of("train_pretrain", monkeypatch, *args, "--overwrite=True")
+    assert torch.load(out / "ckpt.pt", weights_only=True)["iter_num"] == 2
+
+
+def test_resume_says_which_model_keys_it_ignores(data_dir, pretrained, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "pre"
+    shutil.copytree(pretrained, out)
+    main_of("train_pretrain", monkeypatch, f"--data_dir={data_dir}", f"--out_dir={out}", *TINY_MODEL,
+            "--init_from=resume", "--max_iters=22", "--eval_interval=2", "--n_embd=64", "--n_layer=6")
+    assert (f"warning: resuming {out / 'ckpt.pt'} keeps its model, so these keys are ignored: n_layer=6 (the "
+            "checkpoint's: 2), n_embd=64 (the checkpoint's: 32)") in capsys.readouterr().out
+    ckpt = torch.load(out / "ckpt.pt", weights_only=True)
+    assert ckpt["iter_num"] == 22 and ckpt["model_args"]["n_embd"] == 32
+
+
+def test_missing_or_empty_token_stream(data_dir, tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(os.path.join(data_dir, "meta.json"), data)
+    args = (f"--data_dir={data}", f"--out_dir={tmp_path / 'out'}", *TINY_MODEL)
+    assert one_line_error("train_pretrain", monkeypatch, *args).startswith(f"{data / 'train.bin'} not found")
+    (data / "train.bin").write_bytes(b"")
+    assert one_line_error("train_pretrain", monkeypatch, *args) == (f"{data / 'train.bin'} is empty: regenerate the "
+                                                                     "data with generate_pairs.py")
+
+
+def test_sft_refuses_to_resume_another_stages_checkpoint(data_dir, pretrained, tmp_path, monkeypatch):
+    shutil.copytree(pretrained, tmp_path / "sft")
+    error = one_line_error("train_sft", monkeypatch, f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'sft'}",
+                           "--init_from=resume", "--device=cpu")
+    assert error.startswith(f"{tmp_path / 'sft' / 'ckpt.pt'} was not written by train_sft.py (its stage: pretrain)")
+
+
+def test_sft_from_scratch_says_how(data_dir, tmp_path, monkeypatch):
+    error = one_line_error("train_sft", monkeypatch, f"--data_dir={data_dir}", f"--out_dir={tmp_path}",
+                           "--init_from=scratch", "--device=cpu")
+    assert "python train_pretrain.py --max_iters=0" in error
