@@ -12,13 +12,15 @@ from common import encode_completions
 
 
 def read_tokens(data_dir, split):
-    """data_dir/<split>.bin, the uint16 token stream generate_pairs.py wrote, memory-mapped."""
+    """data_dir/<split>.bin, the uint16 token stream generate_pairs.py wrote, memory-mapped; split
+    'train_places' or 'val_places' reads each token's (digit place, local position), (N, 2) (places.py)."""
     path = os.path.join(data_dir, f"{split}.bin")
     if not os.path.exists(path):
         raise SystemExit(f"{path} not found: run `python generate_pairs.py` for {data_dir} first")
     if os.path.getsize(path) == 0:
         raise SystemExit(f"{path} is empty: regenerate the data with generate_pairs.py")
-    return np.memmap(path, dtype=np.uint16, mode="r")
+    data = np.memmap(path, dtype=np.uint16, mode="r")
+    return data.reshape(-1, 2) if split.endswith("_places") else data
 
 
 def document_starts(data, eot_id, block_size):
@@ -27,12 +29,24 @@ def document_starts(data, eot_id, block_size):
     return starts[starts + block_size + 1 <= len(data)]
 
 
-def get_batch(data, starts, batch_size, block_size, rng, device):
-    """Windows of block_size+1 tokens that begin at a document start; y is x shifted by one. A window
-    that began mid-problem would spend its first tokens on an answer whose prompt it cannot see."""
+def get_batch(data, places, starts, batch_size, block_size, rng, device):
+    """Windows of block_size+1 tokens that begin at a document start: x, y (x shifted by one) and the
+    (place, local position) of x (B, T, 2). A window that began mid-problem would spend its first tokens on
+    an answer whose prompt it cannot see."""
     ix = rng.choice(starts, size=batch_size)
     xy = torch.from_numpy(np.stack([data[i:i + block_size + 1] for i in ix]).astype(np.int64))
-    return xy[:, :-1].to(device), xy[:, 1:].to(device)
+    x_places = torch.from_numpy(np.stack([places[i:i + block_size] for i in ix]).astype(np.int64))
+    return xy[:, :-1].to(device), xy[:, 1:].to(device), x_places.to(device)
+
+
+def document_mask(x, eot_id):
+    """(B, 1, T, T) bool: token t may attend to token s <= t of its own document (documents end with
+    <|endoftext|>). A packed window holds several worked problems, and a model whose positions restart in
+    every step (pos='coupled') could not tell the digits of one problem from those of the one before."""
+    doc = torch.cumsum(x == eot_id, dim=1) - (x == eot_id).long()              # (B, T): <|endoftext|> ends its own
+    T = x.size(1)
+    causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+    return (causal & (doc[:, :, None] == doc[:, None, :])).unsqueeze(1)
 
 
 def batch_rng(seed, iter_num, micro_batch):
@@ -42,11 +56,11 @@ def batch_rng(seed, iter_num, micro_batch):
 
 
 def sft_batch(examples, ix, tok, block_size, device):
-    """x (B, T) inputs and y (B, T) targets where only completion tokens are scored (-1 elsewhere), for
-    model(x, y): pretraining's loss with a mask. Target t is token t+1, so the mask is shifted with it: the
-    first completion token is predicted from the last prompt token, and the prompt's own tokens are never
-    targets."""
-    idx, completion_mask = encode_completions(tok, [examples[i]["prompt"] for i in ix],
-                                              [examples[i]["completion"] for i in ix], block_size)
+    """x (B, T) inputs, y (B, T) targets where only completion tokens are scored (-1 elsewhere), and the
+    places of x, for model(x, y, places=...): pretraining's loss with a mask. Target t is token t+1, so the
+    mask is shifted with it: the first completion token is predicted from the last prompt token, and the
+    prompt's own tokens are never targets."""
+    idx, completion_mask, places = encode_completions(tok, [examples[i]["prompt"] for i in ix],
+                                                      [examples[i]["completion"] for i in ix], block_size)
     targets = torch.where(completion_mask[:, 1:], idx[:, 1:], -1)  # (B, T-1)
-    return idx[:, :-1].to(device), targets.to(device)
+    return idx[:, :-1].to(device), targets.to(device), places[:, :-1].to(device)

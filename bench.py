@@ -8,19 +8,24 @@ compare within a run, not across runs).
 Training: tokens/s of nanomath's model in fp32 and bf16 autocast, eager and compiled, against a baseline:
 the same shape written the obvious way (attention by hand with a materialised (T, T) mask, exact GELU,
 per-parameter AdamW, fp32, eager). Generation: the KV-cache engine against recomputing the whole prefix
-for every new token.
+for every new token. With --rollout_ckpt=out/sft/ckpt.pt, also GRPO's rollouts from a trained model (its
+prompts, its groups, temperature 1), with the rows that stopped dropped from the batch or kept to the end.
+
+    python bench.py --rollout_ckpt=out/sft/ckpt.pt --compile_variants=False
 """
 import dataclasses
 import math
+import os
 import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import setup, peak_flops
+from common import load_checkpoint, model_from_checkpoint, peak_flops, place_trackers, read_jsonl, setup
 from configurator import configure
 from model import GPT, GPTConfig, generate
+from tokenizer import get_tokenizer
 
 batch_size = 64
 block_size = 128
@@ -33,6 +38,11 @@ steps = 15                  # timed training steps per variant (after 3 warm-up 
 gen_batch_size = 64
 gen_tokens = 64
 compile_variants = True     # torch.compile adds a minute of compilation on a CPU
+rollout_ckpt = ""           # a trained checkpoint: also time GRPO rollouts from it (on data_dir's sft_val prompts)
+data_dir = "data/small"
+rollout_prompts = 64        # prompts of one rollout batch, each sampled group_size times
+group_size = 8
+rollout_tokens = 200        # max_new_tokens of a rollout (train_grpo.py's default)
 device = "auto"
 
 
@@ -144,6 +154,30 @@ def main():
     print(f"\n| generation, batch {gen_batch_size}, {gen_tokens} new tokens | tokens/s | ratio |\n|---|---:|---:|")
     print(f"| recompute the prefix every token | {speeds[False]:,.0f} | 1.00x |")
     print(f"| KV cache | {speeds[True]:,.0f} | {speeds[True] / speeds[False]:.1f}x |")
+    if rollout_ckpt:
+        time_rollouts(setup(device, "auto"))
+
+
+def time_rollouts(rt):
+    """Sampled tokens/s of one GRPO rollout batch from rollout_ckpt, finished rows dropped or kept."""
+    checkpoint = load_checkpoint(rollout_ckpt, rt.device)
+    tok = get_tokenizer(checkpoint["tokenizer"])
+    model = model_from_checkpoint(checkpoint, rt.device).eval()
+    rows = read_jsonl(os.path.join(data_dir, "sft_val.jsonl"), ("prompt",))[:rollout_prompts]
+    prompts = [tok.encode(r["prompt"]) for r in rows for _ in range(group_size)]
+    autocast = torch.autocast(rt.device_type, dtype=torch.bfloat16, enabled=rt.dtype == "bfloat16")
+    speeds = {}
+    for compact in (False, True):
+        with autocast:
+            t0 = time.perf_counter()
+            gen = generate(model, prompts, rollout_tokens, temperature=1.0, stop_ids=(tok.end_id,),
+                           generator=torch.Generator(rt.device).manual_seed(0), compact=compact,
+                           trackers=place_trackers(model, tok, prompts))
+            speeds[compact] = int(gen.mask.sum()) / (time.perf_counter() - t0)
+    print(f"\n| GRPO rollouts from {rollout_ckpt}: {rollout_prompts} prompts x {group_size}, {rt.dtype} | sampled "
+          f"tokens/s | ratio |\n|---|---:|---:|")
+    print(f"| finished rows decoded to the end (the engine before) | {speeds[False]:,.0f} | 1.00x |")
+    print(f"| finished rows dropped from the batch | {speeds[True]:,.0f} | {speeds[True] / speeds[False]:.2f}x |")
 
 
 if __name__ == "__main__":

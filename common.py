@@ -17,6 +17,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from model import GPT, GPTConfig, generate
+from places import PlaceTracker, completion_places
 from tasks import is_correct, problem_from_row
 
 
@@ -227,10 +228,13 @@ def start_model(init_from, out_dir, rt, dropout=0.0, stage=None):
     return model_from_checkpoint(ckpt, rt.device, dropout), ckpt, resuming, path
 
 
-def checkpoint_payload(raw_model, optimizer, config, iter_num, tokenizer_name, **extra):
+def checkpoint_payload(raw_model, optimizer, config, iter_num, meta, **extra):
+    """What a checkpoint holds: weights, optimizer, model shape, config, iteration, and from the data's
+    meta.json the tokenizer and the digit box it covered (sample.py and eval.py say when a problem is
+    outside it)."""
     return dict(model=raw_model.state_dict(), optimizer=optimizer.state_dict(),
                 model_args=asdict(raw_model.config), config=config, iter_num=iter_num,
-                tokenizer=tokenizer_name, **extra)
+                tokenizer=meta["tokenizer"], box=meta.get("box"), **extra)
 
 
 def check_data(tokenizer_name, vocab_size, meta, ckpt_path, data_dir):
@@ -332,10 +336,12 @@ def read_meta(data_dir):
 # prompt + completion batches, and batched generation as text
 
 def encode_completions(tok, prompts, completions, block_size, pad_id=0):
-    """Right-padded batch of prompt+completion token ids and the mask of completion tokens (the
-    <|end|> token included; prompt and padding excluded). Returns idx (B, T) and completion_mask (B, T).
+    """Right-padded batch of prompt+completion token ids, the mask of completion tokens (the <|end|> token
+    included; prompt and padding excluded) and every token's (digit place, local position) (places.py; 0 on
+    padding), which pos='coupled' models read and the others ignore. Returns idx (B, T), completion_mask
+    (B, T) and places (B, T, 2).
     A pair longer than block_size is an error: silently cutting it would train on a different answer."""
-    rows, masks = [], []
+    rows, masks, places = [], [], []
     for prompt, completion in zip(prompts, completions):
         p, c = tok.encode(prompt), tok.encode(completion)
         if len(p) + len(c) > block_size:
@@ -343,13 +349,18 @@ def encode_completions(tok, prompts, completions, block_size, pad_id=0):
                              f"{prompt!r}")
         rows.append(p + c)
         masks.append([False] * len(p) + [True] * len(c))
-    T = max(len(r) for r in rows)
-    idx = torch.full((len(rows), T), pad_id, dtype=torch.long)
-    completion_mask = torch.zeros((len(rows), T), dtype=torch.bool)
-    for i, (r, m) in enumerate(zip(rows, masks)):
-        idx[i, :len(r)] = torch.tensor(r)
-        completion_mask[i, :len(m)] = torch.tensor(m)
-    return idx, completion_mask
+        places.append(completion_places(tok, p, c))
+    return pad_rows(rows, pad_id), pad_rows(masks, False).bool(), pad_rows(places, 0)
+
+
+def pad_rows(rows, pad):
+    """Lists of different lengths (of ints, or of (place, local position) pairs) -> one right-padded long
+    tensor, (B, T) or (B, T, 2)."""
+    first = next(x for r in rows for x in r)
+    out = torch.full((len(rows), max(len(r) for r in rows), *torch.tensor(first).shape), int(pad), dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+    return out
 
 
 def check_prompt(tok, prompt, block_size):
@@ -368,11 +379,16 @@ def complete(model, tok, prompts, rt, max_new_tokens, batch_size=500, temperatur
     for i in range(0, len(prompts), batch_size):
         batch = [tok.encode(p) for p in prompts[i:i + batch_size]]
         with rt.autocast:
-            gen = generate(model, batch, max_new_tokens, temperature, top_k, top_p,
-                           stop_ids=(tok.end_id,), generator=generator)
+            gen = generate(model, batch, max_new_tokens, temperature, top_k, top_p, stop_ids=(tok.end_id,),
+                           generator=generator, trackers=place_trackers(model, tok, batch))
         texts += [tok.decode(ids) for ids in gen.token_lists()]
         generations.append(gen)
     return texts, generations
+
+
+def place_trackers(model, tok, prompts):
+    """One places.PlaceTracker per token-list prompt for a pos='coupled' model, else None."""
+    return [PlaceTracker(tok, p) for p in prompts] if model.config.pos == "coupled" else None
 
 
 def greedy_correct(model, tok, problems, rt, max_new_tokens, batch_size=500):
@@ -397,6 +413,24 @@ def greedy_accuracy(model, tok, problems, rt, max_new_tokens, batch_size=500):
 
 def percent(value, ci, sign=""):
     return f"{100 * value:{sign}.1f} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+
+def length_table(checkpoint, box):
+    """Greedy accuracy (%) by length, a row per task type and a column per length, for one evaluated
+    checkpoint; * marks a length longer than any operand of that type the checkpoint trained on."""
+    by_length = checkpoint["by_length"]
+    lengths = sorted({n for cells in by_length.values() for n in cells})
+    trained = {t: max(hi for _, hi in digits) for t, digits in (box or {}).items()}
+    lines = [f"| {checkpoint['name']} | " + " | ".join(f"{n} digits" for n in lengths) + " |",
+             "|---|" + "---:|" * len(lengths)]
+    for group, cells in by_length.items():
+        row = []
+        for n in lengths:
+            cell = cells.get(n)
+            mark = "*" if box and n > trained.get(group, max(trained.values())) else ""
+            row.append("-" if cell is None else percent(cell["acc"], cell["ci"]) + mark)
+        lines.append(f"| {group} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
 
 
 def markdown_table(results):

@@ -6,11 +6,14 @@ on the same problems and compared in one table, with a paired-bootstrap CI of la
 
     python eval.py config/eval_small.py --ckpt=out/sft/ckpt.pt
     python eval.py config/eval_small.py --ckpt=out/sft/ckpt.pt,out/dpo/ckpt.pt
-    python eval.py config/eval_small.py --ckpt=a,b,c,d --source=test_ood --out_dir=out/eval_ood
+    python eval.py config/eval_small.py --ckpt=a,b,c,d --source=test_length --out_dir=out/eval_length
+    python eval.py config/eval_small.py --ckpt=out/sft/ckpt.pt --source=test_uniform
     python eval.py config/eval_small.py --source=prompts.txt --show_transcripts=True
     python eval.py config/eval_small.py --source=my_problems.jsonl     # rows with Q, A and type, like test.jsonl
     python eval.py config/eval_small.py --num_samples=16 --temperature=0.8
 
+Every table also gives accuracy by length (tasks.problem_length: the digits of the longest operand), and
+marks with * the lengths longer than any the checkpoint trained on (its digit box).
 Writes out_dir/results.json (every number, and every greedy completion), out_dir/results.md (the
 tables, also printed) and out_dir/transcripts.jsonl (generated tokens with their log-probs).
 Answers are extracted and checked by tasks.py only, as in generate_pairs.py and the GRPO reward.
@@ -26,10 +29,10 @@ import numpy as np
 import torch
 
 from common import (setup, load_checkpoint, model_from_checkpoint, check_data, read_problems, read_meta,
-                    encode_completions, check_prompt, complete, markdown_table, percent)
+                    encode_completions, check_prompt, complete, length_table, markdown_table, percent)
 from configurator import configure
 from tasks import (Problem, completion, extract_answer, has_canonical_format, is_correct, parse_prompt,
-                   sample_problems)
+                   problem_length, sample_problems)
 from tokenizer import get_tokenizer, token_label
 
 # -----------------------------------------------------------------------------
@@ -37,9 +40,10 @@ from tokenizer import get_tokenizer, token_label
 out_dir = "out/eval"
 data_dir = "data/small"
 ckpt = "out/sft/ckpt.pt"    # one checkpoint, or several separated by commas for a side-by-side table
-source = "test"             # "test", "test_ood", "generated", a .jsonl file of rows like test.jsonl's, or the path of
-                            # a text file with one prompt a line
-n_per_type = 0              # at most this many problems per task type (0 = all); "generated" draws this many
+source = "test"             # "test", "test_uniform", "test_length", "generated", a .jsonl file of rows like
+                            # test.jsonl's, or the path of a text file with one prompt a line
+n_per_type = 0              # at most this many problems per task type, per type and length in test_length (0 = all);
+                            # "generated" draws this many
 max_new_tokens = 100        # the longest reference completion (meta.json) is about half that
 batch_size = 500
 num_samples = 0             # > 0: also sample this many completions per problem for pass@k and maj@k
@@ -120,7 +124,7 @@ def load_problems(source, data_dir, n_per_type=0, seed=1337):
     """The items to evaluate, in file order, at most n_per_type of each task type (0 = all). "generated"
     draws n_per_type fresh problems of each type (0: the data's n_test_per_type) from the data's digit
     config with this seed; unlike test, they may repeat training problems."""
-    if source in ("test", "test_ood"):
+    if source in ("test", "test_uniform", "test_length"):
         items = read_problems(os.path.join(data_dir, f"{source}.jsonl"))
     elif source.endswith(".jsonl") and os.path.isfile(source):   # rows with Q, A and type, like test.jsonl
         items = read_problems(source)
@@ -131,13 +135,15 @@ def load_problems(source, data_dir, n_per_type=0, seed=1337):
     elif os.path.isfile(source):
         items = read_prompts(source)
     else:
-        raise SystemExit(f"source={source!r}: use test, test_ood, generated or the path of a prompts file")
+        raise SystemExit(f"source={source!r}: use test, test_uniform, test_length, generated or the path of a "
+                         "prompts file")
     if not n_per_type:
         return items
     kept, counts = [], Counter()
-    for item in items:
-        counts[group_of(item)] += 1
-        if counts[group_of(item)] <= n_per_type:
+    for item in items:   # test_length: per type and length, so that every length keeps its problems
+        key = (group_of(item), problem_length(item)) if source == "test_length" else group_of(item)
+        counts[key] += 1
+        if counts[key] <= n_per_type:
             kept.append(item)
     return kept
 
@@ -196,10 +202,10 @@ def token_accuracy(model, tok, prompts, references, rt, batch_size):
     model.eval()
     hits, totals = [], []
     for i in range(0, len(prompts), batch_size):
-        idx, mask = encode_completions(tok, prompts[i:i + batch_size], references[i:i + batch_size],
-                                       model.config.block_size)
+        idx, mask, places = encode_completions(tok, prompts[i:i + batch_size], references[i:i + batch_size],
+                                               model.config.block_size)
         with rt.autocast:
-            logits, _ = model(idx.to(rt.device))                 # (B, T, vocab)
+            logits, _ = model(idx.to(rt.device), places=places.to(rt.device))   # (B, T, vocab)
         h, t = completion_token_hits(logits, idx.to(rt.device), mask.to(rt.device))
         hits.append(h.cpu())
         totals.append(t.cpu())
@@ -238,6 +244,17 @@ def group_metrics(sel, per_item, graded, seed):
                 "token_acc": float(per_item["token_hits"][sel].sum() / total) if total else None}
         out |= {k: float(v[sel].mean()) for k, v in per_item.items() if k.startswith(("pass@", "maj@"))}
     return out
+
+
+def length_metrics(problems, correct, seed):
+    """{task type or "overall": {length: {n, acc, ci}}}: accuracy by length (tasks.problem_length)."""
+    by = {}
+    for p, right in zip(problems, correct):
+        if isinstance(p, Problem):
+            for group in (p.type, "overall"):
+                by.setdefault(group, {}).setdefault(problem_length(p), []).append(right)
+    return {g: {n: {"n": len(v), "acc": float(np.mean(v)), "ci": bootstrap_ci(v, seed=seed)}
+                for n, v in sorted(lengths.items())} for g, lengths in by.items()}
 
 
 def transcripts(tok, items, texts, ids, logprobs, n):
@@ -293,6 +310,7 @@ def evaluate_checkpoint(model, tok, problems, rt, max_new_tokens=100, batch_size
     if not is_graded.all():
         metrics["ungraded"] = group_metrics(~is_graded, per_item, False, seed)
     return {"metrics": metrics, "max_new_tokens": max_new_tokens,
+            "by_length": length_metrics(problems, per_item["correct"], seed),
             # a reference answer longer than its generation budget cannot be produced in full
             "references_over_budget": sum(n > room[i] for i, n in reference_len.items()),
             "completions": texts,
@@ -380,7 +398,8 @@ def evaluate_path(name, path, checkpoint, problems, meta, rt):
     t0 = time.time()
     r = evaluate_checkpoint(model, tok, problems, rt, max_new_tokens, batch_size, num_samples, temperature, top_k,
                             top_p, meta.get("worked", True), n_transcripts, seed)
-    r = {"name": name, "ckpt": path, "iter_num": checkpoint.get("iter_num"), "seconds": time.time() - t0} | r
+    r = {"name": name, "ckpt": path, "iter_num": checkpoint.get("iter_num"), "seconds": time.time() - t0,
+         "box": checkpoint.get("box")} | r
     overall = r["metrics"].get("overall")
     print(f"{name} ({path}, iter {r['iter_num']}): {len(problems)} problems in {r['seconds']:.1f}s"
           + (f", accuracy {percent(overall['acc'], overall['ci'])}" if overall else ""))
@@ -397,6 +416,9 @@ def write_report(results, n_problems):
     """Print the tables; write results.md, results.json and transcripts.jsonl to out_dir."""
     has_graded = "overall" in results["checkpoints"][0]["metrics"]
     report = ((markdown_table(results) + "\n\n") if has_graded else "") + metrics_table(results) + "\n"
+    if has_graded:
+        report += "\nBy length (* longer than any trained operand):\n\n" + "\n\n".join(
+            length_table(c, c["box"]) for c in results["checkpoints"]) + "\n"
     print("\n" + report)
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "transcripts.jsonl"), "w") as f:

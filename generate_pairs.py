@@ -148,7 +148,8 @@ def write_jsonl(path, rows):
 
 def write_bin(path, encoded, tok):
     """Pretraining stream: every document followed by <|endoftext|>, and beside it (X_places.bin) each token's
-    digit place (places.py), which pos='coupled' models read. Returns the number of tokens."""
+    digit place and local position (places.py; (N, 2) uint16), which pos='coupled' models read. Returns the
+    number of tokens."""
     ids = [i for prompt, completion in encoded for i in prompt + completion + [tok.eot_id]]
     np.array(ids, dtype=np.uint16).tofile(path)
     np.array(stream_places(tok, ids), dtype=np.uint16).tofile(path.replace(".bin", "_places.bin"))

@@ -26,7 +26,7 @@ class GPTConfig:
     n_embd: int = 768
     dropout: float = 0.0
     bias: bool = True           # biases in Linear layers and LayerNorm, as in GPT-2
-    pos: str = "learned"        # "learned" (GPT-2), "rope", or "coupled": RoPE by position and by digit place
+    pos: str = "learned"        # "learned" (GPT-2), "rope", or "coupled": RoPE by digit place and by position in a step
     norm: str = "layernorm"     # "layernorm" or "rmsnorm"
     mlp: str = "gelu"           # "gelu" (GPT-2) or "swiglu"
     qk_norm: bool = False       # normalise queries and keys per head before attention
@@ -83,18 +83,19 @@ def apply_rope(x, cos, sin):
     return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).type_as(x)
 
 
-def explicit_causal_attention(q, k, v, dropout_p=0.0):
-    """softmax(q k^T / sqrt(hd), causal) v written out as three ops. On a CPU in bf16 this is what training
-    uses: torch's fused CPU attention kernel runs its bf16 backward about 3x slower than these ops, whose
-    matmuls run on the bf16 units (measured with torch 2.13 on AVX512-BF16; bench.py times the whole step).
-    q (B, nh, T, hd); k, v (B, nkv, T, hd) -> (B, nh, T, hd)."""
+def explicit_causal_attention(q, k, v, dropout_p=0.0, mask=None):
+    """softmax(q k^T / sqrt(hd), causal or mask) v written out as three ops. On a CPU in bf16 this is what
+    training uses: torch's fused CPU attention kernel runs its bf16 backward about 3x slower than these ops,
+    whose matmuls run on the bf16 units (measured with torch 2.13 on AVX512-BF16; bench.py times the whole
+    step). q (B, nh, T, hd); k, v (B, nkv, T, hd); mask (B, 1, T, T) bool or None -> (B, nh, T, hd)."""
     T = q.size(-2)
     if k.size(1) != q.size(1):  # GQA: each K/V head serves n_head / n_kv_head query heads
         k = k.repeat_interleave(q.size(1) // k.size(1), dim=1)
         v = v.repeat_interleave(q.size(1) // v.size(1), dim=1)
     att = (q @ k.transpose(-2, -1)) * q.size(-1) ** -0.5               # (B, nh, T, T)
-    causal = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
-    att = F.dropout(att.masked_fill(~causal, float("-inf")).softmax(dim=-1), dropout_p)
+    if mask is None:
+        mask = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+    att = F.dropout(att.masked_fill(~mask, float("-inf")).softmax(dim=-1), dropout_p)
     return att @ v
 
 
@@ -152,8 +153,8 @@ class CausalSelfAttention(nn.Module):
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer_idx, k, v)        # (B, nkv, S, hd), S = cached + T
         dropout_p = self.dropout if self.training else 0.0
-        if attn_mask is None and q.device.type == "cpu" and q.dtype == torch.bfloat16:
-            y = explicit_causal_attention(q, k, v, dropout_p)
+        if kv_cache is None and q.device.type == "cpu" and q.dtype == torch.bfloat16:
+            y = explicit_causal_attention(q, k, v, dropout_p, attn_mask)
         else:
             # training takes the fused causal path (flash attention on GPU); the engine passes an explicit mask
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=attn_mask is None,
@@ -243,7 +244,9 @@ class GPT(nn.Module):
     def forward(self, idx, targets=None, positions=None, attn_mask=None, kv_cache=None, places=None):
         """idx (B, T) token ids. positions (B, T) defaults to 0..T-1 (the engine passes its own for
         left-padded rows). attn_mask (B, 1, T, S) bool, True = may attend; None = plain causal.
-        places (B, T): each token's digit place (places.py), needed by pos='coupled' and only by it.
+        places (B, T, 2): each token's digit place and local position (places.py), which pos='coupled' uses
+        instead of positions (and the other schemes ignore). A document sees only itself in the KV engine and
+        in SFT, DPO and GRPO rows; packed pretraining windows pass attn_mask to keep it so.
         Returns logits (B, T, vocab) and, with targets (B, T; -1 = ignore), the mean cross-entropy."""
         B, T = idx.size()
         if positions is None:
@@ -259,14 +262,16 @@ class GPT(nn.Module):
         elif self.config.pos == "rope":
             rope = (self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1))  # (B, 1, T, hd/2)
         else:
-            if places is None or places.shape != idx.shape:
-                raise SystemExit("pos='coupled' needs the digit place of every token: pass places= (B, T) "
-                                 "from places.py")
+            if places is None or places.shape != (B, T, 2):
+                raise SystemExit("pos='coupled' needs the (place, local position) of every token: pass places= "
+                                 "(B, T, 2) from places.py")
             if int(places.max()) >= self.config.block_size:
-                raise SystemExit(f"digit place {int(places.max())} is past block_size {self.config.block_size}")
-            cos = torch.cat([self.rope_cos[positions], self.place_cos[places]], dim=-1)    # (B, T, hd/2)
-            sin = torch.cat([self.rope_sin[positions], self.place_sin[places]], dim=-1)
-            rope = (cos.unsqueeze(1), sin.unsqueeze(1))                                   # (B, 1, T, hd/2)
+                raise SystemExit(f"digit place or local position {int(places.max())} is past block_size "
+                                 f"{self.config.block_size}")
+            place, local = places[..., 0], places[..., 1]                               # (B, T) each
+            cos = torch.cat([self.rope_cos[local], self.place_cos[place]], dim=-1)    # (B, T, hd/2)
+            sin = torch.cat([self.rope_sin[local], self.place_sin[place]], dim=-1)
+            rope = (cos.unsqueeze(1), sin.unsqueeze(1))                               # (B, 1, T, hd/2)
         x = self.transformer.drop(x)
         for block in self.transformer.h:
             x = block(x, rope, attn_mask, kv_cache)
@@ -376,15 +381,16 @@ def sample_next(logits, temperature, top_k, top_p, generator):
 
 @torch.no_grad()
 def generate(model, prompts, max_new_tokens, temperature=0.0, top_k=0, top_p=1.0, stop_ids=(),
-             pad_id=0, generator=None, use_cache=True, trackers=None):
+             pad_id=0, generator=None, use_cache=True, trackers=None, compact=True):
     """Batched sampling from token-list prompts of different lengths. Prompts are left-padded; pad
     positions are masked out of attention and real tokens get positions 0, 1, ... as if unpadded, so a
     row's output does not depend on its neighbours. With use_cache the prefix is run once and each step
     feeds one token per row; without, the whole sequence is recomputed every step (the reference the
     cache is tested against). pos='coupled' needs trackers: a places.PlaceTracker per prompt, which gives
-    the prompt's places and the place of each token as it is sampled.
-    Rows that stopped leave the batch (and the KV cache) once a quarter of it has stopped: a batch of
-    rollouts ends when its longest row does, and decoding the finished rows to then would be waste."""
+    the prompt's (place, local position) pairs and the pair of each token as it is sampled.
+    With compact, rows that stopped leave the batch (and the KV cache) once a quarter of it has stopped: a
+    batch of rollouts ends when its longest row does, and decoding the finished rows until then is waste
+    (bench.py measures both)."""
     device = next(model.parameters()).device
     coupled = model.config.pos == "coupled"
     if coupled and (trackers is None or len(trackers) != len(prompts)):
@@ -395,7 +401,12 @@ def generate(model, prompts, max_new_tokens, temperature=0.0, top_k=0, top_p=1.0
         raise SystemExit(f"a prompt of {P} tokens plus max_new_tokens={max_new_tokens} exceeds "
                          f"block_size {model.config.block_size}")
     positions = (valid.cumsum(dim=1) - 1).clamp(min=0)  # (B, P)
-    places = left_pad([t.prompt for t in trackers], 0, device)[0] if coupled else None   # (B, P)
+    places = None
+    if coupled:   # (B, P, 2): the prompts' (place, local position), left-padded like idx
+        places = torch.zeros(B, P, 2, dtype=torch.long)
+        for i, t in enumerate(trackers):
+            places[i, P - len(t.prompt):] = torch.tensor(t.prompt, dtype=torch.long)
+        places = places.to(device)
     stop = torch.tensor(list(stop_ids) or [-1], device=device)
     cache = KVCache(model.config.n_layer, P + max_new_tokens) if use_cache else None
     tokens = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
@@ -429,8 +440,8 @@ def generate(model, prompts, max_new_tokens, temperature=0.0, top_k=0, top_p=1.0
         valid = torch.cat([valid, torch.ones(len(rows), 1, dtype=torch.bool, device=device)], dim=1)
         if coupled:
             ids = next_id.tolist()
-            next_places = torch.tensor([[trackers[r].push(ids[i]) if on else 0] for i, (r, on)
-                                        in enumerate(zip(rows.tolist(), running.tolist()))], device=device)
+            next_places = torch.tensor([[trackers[r].push(ids[i]) if on else (0, 0)] for i, (r, on)
+                                        in enumerate(zip(rows.tolist(), running.tolist()))], device=device)  # (b, 1, 2)
         if use_cache:
             step_idx, step_pos = next_id[:, None], next_pos
             step_places = next_places if coupled else None
@@ -440,7 +451,7 @@ def generate(model, prompts, max_new_tokens, temperature=0.0, top_k=0, top_p=1.0
             step_places = torch.cat([step_places, next_places], dim=1) if coupled else None
         if not bool(running.any()):
             break
-        if 4 * int(running.sum()) <= 3 * len(rows):                      # compact: drop the stopped rows
+        if compact and 4 * int(running.sum()) <= 3 * len(rows):          # drop the stopped rows
             keep = running
             rows, running, valid, step_idx, step_pos = rows[keep], running[keep], valid[keep], step_idx[keep], step_pos[keep]
             step_places = step_places[keep] if coupled else None

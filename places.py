@@ -20,6 +20,13 @@ on 3-digit numbers meets no new place difference in the units column of a 6-digi
     answer       </think>1023<|end|>        counts down from the answer's length L + 1 (L: the run
                  5       43210              without its trailing zeros); a '-' sign takes L + 1
 
+Beside its place, every token has a *local position*, the second coordinate: its index in the step it
+belongs to (0 at the separator that opens the step), so that the model knows "the digit after the first +"
+without any position that grows with the numbers. A number written outside the steps (in the prompt, the
+run, the answer) has all its digits at the position of its first one: they differ by place only. So a
+model sees nothing that is longer at 6 digits than at 3 except more places, and every place difference it
+reads within a column was in training. The prompt's local positions count its operators (a's digits 0, b's 1).
+
 The places follow the text the model writes, token by token (PlaceTracker), so training, evaluation and
 the KV-cache engine compute them the same way; the prompt only tells where the first step sits.
 """
@@ -27,14 +34,20 @@ from tasks import Problem, prompt_type
 from tokenizer import END, END_THINK, THINK
 
 
+def is_digit(token):
+    return len(token) == 1 and token.isdigit()
+
+
 def prompt_places(tokens):
-    """Each digit's place in its number, counted from the units (the prompt is whole, so the end of every
-    number is known); 0 for every other token. tokens are strings, one per token."""
+    """(place, local position) of each prompt token (strings): a digit's place in its number, counted from
+    the units (the prompt is whole, so the end of every number is known), 0 for every other token; the local
+    position counts the non-digit tokens so far."""
     places, run = [0] * len(tokens), 0
     for i in reversed(range(len(tokens))):
-        run = run + 1 if tokens[i].isdigit() and len(tokens[i]) == 1 else 0
+        run = run + 1 if is_digit(tokens[i]) else 0
         places[i] = run
-    return places
+    local = [sum(not is_digit(t) for t in tokens[:i + 1]) for i in range(len(tokens))]
+    return list(zip(places, local))
 
 
 def first_step(prompt):
@@ -62,9 +75,9 @@ def token_strings(tok):
 
 
 class PlaceTracker:
-    """The places of one sequence, a token at a time: construct it with the tokenizer and the prompt's token
-    ids, then push() each completion token id as it is written, in order; push returns that token's place.
-    .prompt holds the prompt's places."""
+    """The (place, local position) of every token of one sequence, a token at a time: construct it with the
+    tokenizer and the prompt's token ids, then push() each completion token id as it is written, in order;
+    push returns that token's pair. .prompt holds the prompt's pairs."""
 
     def __init__(self, tok, prompt_ids):
         self.strings = token_strings(tok)
@@ -72,9 +85,19 @@ class PlaceTracker:
         self.prompt = prompt_places(prompt_tokens)
         self.start = first_step("".join(prompt_tokens))
         self.phase, self.place, self.step, self.compared, self.blocks, self.run = "before", 0, 1, False, 0, []
+        self.local, self.previous = 0, ""
 
     def push(self, token_id):
         token = self.strings[token_id]
+        place = self._place(token)
+        if token in (THINK, END_THINK, ",", ":", ";", "|"):
+            self.local = 0                           # a separator opens a step: position 0
+        elif not (is_digit(token) and is_digit(self.previous) and self.phase in ("run", "answer")):
+            self.local += 1                          # a number outside the steps keeps its first digit's
+        self.previous = token
+        return place, (self.local if self.phase != "done" or token == END else 0)
+
+    def _place(self, token):
         if self.phase == "before":          # a bare answer (no worked solution) has no columns to follow
             if token != THINK:
                 self.phase = "done"
@@ -96,7 +119,7 @@ class PlaceTracker:
                 self.phase, self.place = "answer", 2
             return self.place
         if self.phase == "run":
-            if token.isdigit():
+            if is_digit(token):
                 self.run.append(token)
                 return len(self.run)
             if token == END_THINK:
@@ -104,7 +127,7 @@ class PlaceTracker:
                 self.place = len("".join(self.run).rstrip("0")) + 1 if any(d != "0" for d in self.run) else 2
             return self.place
         if self.phase == "answer":
-            if token.isdigit():
+            if is_digit(token):
                 self.place -= 1
                 return self.place
             if token == END:
@@ -114,16 +137,23 @@ class PlaceTracker:
         return 0
 
 
+def completion_places(tok, prompt_ids, completion_ids):
+    """(place, local position) of every token of a prompt followed by a completion (token ids)."""
+    tracker = PlaceTracker(tok, prompt_ids)
+    return tracker.prompt + [tracker.push(i) for i in completion_ids]
+
+
 def document_places(tok, ids):
-    """Places of one document (token ids): the prompt up to its first '?', then the completion."""
+    """(place, local position) of every token of one document (token ids): the prompt up to its first '?',
+    then the completion."""
     strings = token_strings(tok)
     end = next((j + 1 for j, i in enumerate(ids) if strings[i] == "?"), len(ids))
-    tracker = PlaceTracker(tok, ids[:end])
-    return tracker.prompt + [tracker.push(i) for i in ids[end:]]
+    return completion_places(tok, ids[:end], ids[end:])
 
 
 def stream_places(tok, ids):
-    """Places of the pretraining stream (token ids): documents, each ended by <|endoftext|>."""
+    """(place, local position) of every token of the pretraining stream (token ids): documents, each ended by
+    <|endoftext|>."""
     places, start = [], 0
     for end in [j + 1 for j, i in enumerate(ids) if i == tok.eot_id] + [len(ids)]:
         if end > start:

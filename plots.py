@@ -23,6 +23,7 @@ from matplotlib.patches import Patch, Rectangle
 from batches import sft_batch
 from common import read_jsonl, read_meta
 from model import token_logprobs
+from places import completion_places
 from tasks import Problem, classify_error
 from tokenizer import get_tokenizer
 
@@ -140,7 +141,7 @@ def mask_picture(tok, prompt, completion):
     -1, ignored by the loss), so no gradient goes to predicting the prompt's random operands."""
     ids = tok.encode(prompt) + tok.encode(completion)
     n_prompt = len(tok.encode(prompt))
-    x, y = sft_batch([{"prompt": prompt, "completion": completion}], [0], tok, len(ids), "cpu")  # (1, T-1) each
+    x, y, _ = sft_batch([{"prompt": prompt, "completion": completion}], [0], tok, len(ids), "cpu")  # (1, T-1) each
     inputs = tok.decode_tokens(x[0].tolist())
     targets = tok.decode_tokens(ids[1:])
     scored = (y[0] >= 0).tolist()
@@ -181,8 +182,10 @@ def token_losses(models, tok, prompt, completion):
     width = 0.8 / len(models)
     for k, (name, model) in enumerate(models.items()):
         model.eval()
-        idx = torch.tensor([ids], device=next(model.parameters()).device)   # (1, T)
-        logits, _ = model(idx)                                               # (1, T, vocab)
+        device = next(model.parameters()).device
+        idx = torch.tensor([ids], device=device)                             # (1, T)
+        places = torch.tensor([completion_places(tok, ids[:n_prompt], ids[n_prompt:])], device=device)
+        logits, _ = model(idx, places=places)                                # (1, T, vocab)
         losses = -token_logprobs(logits, idx)[0].cpu().numpy()               # (T-1,): the loss on token t+1
         ax.bar(np.arange(1, len(ids)) + (k - (len(models) - 1) / 2) * width, losses, width, label=name)
     ax.axvspan(n_prompt - 0.5, len(ids) - 0.5, color="#9ecae1", alpha=0.25, label="completion")
@@ -290,6 +293,35 @@ def stage_accuracy_bars(results, title="greedy exact match with 95% CI"):
     return fig
 
 
+def length_curves(results, title="greedy exact match by length, 95% CI"):
+    """Accuracy against the number of digits (tasks.problem_length), a panel per task type and a line per
+    checkpoint, with eval.py's 95% bootstrap CIs as a band; a dotted line marks the longest trained operand.
+    results: eval.py's results dict (of test_length, say), the path of its results.json, or a list of either."""
+    checkpoints = [c for r in results_list(results) for c in r["checkpoints"]]
+    groups = list(checkpoints[0]["by_length"])
+    cols = 4
+    fig, axes = new_figure((len(groups) + cols - 1) // cols, cols, 3.2 * cols, 2.6 * ((len(groups) + cols - 1) // cols))
+    for ax, group in zip(axes.flat, groups):
+        for c in checkpoints:
+            cells = c["by_length"][group]
+            lengths = sorted(cells, key=int)
+            acc = np.array([cells[n]["acc"] for n in lengths])
+            lo, hi = (np.array([cells[n]["ci"][k] for n in lengths]) for k in (0, 1))
+            x = [int(n) for n in lengths]
+            ax.plot(x, acc, marker="o", ms=3, label=c["name"])
+            ax.fill_between(x, lo, hi, alpha=0.15)
+        box = checkpoints[0].get("box") or {}
+        trained = [max(hi for _, hi in d) for t, d in box.items() if t == group or group == "overall"]
+        if trained:
+            ax.axvline(max(trained) + 0.5, color="gray", ls=":", lw=1)
+        ax.set(title=group, ylim=(-0.03, 1.03), xlabel="digits")
+    for ax in axes.flat[len(groups):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(title)
+    return fig
+
+
 def transcript_html(tokens, title=""):
     """An HTML line of generated tokens, each on a background from red (improbable) to green (probable)
     with its id and probability under it. tokens: [{"id", "text", "logprob"}], as in eval.py's
@@ -344,9 +376,9 @@ def error_kinds(results):
 
 
 def save_report_plots(out_root, plots_dir):
-    """loss_curves.png, stage_accuracy.png, stage_accuracy_ood.png, dpo.png and grpo.png in plots_dir from the
-    runs under out_root (pretrain, sft, dpo, grpo with their log.jsonl; eval/ and eval_ood/ with results.json);
-    a plot whose runs are missing is skipped. Returns the paths written."""
+    """loss_curves.png, stage_accuracy.png, stage_accuracy_uniform.png, length.png, dpo.png and grpo.png in
+    plots_dir from the runs under out_root (pretrain, sft, dpo, grpo with their log.jsonl; eval/, eval_uniform/
+    and eval_length/ with results.json); a plot whose runs are missing is skipped. Returns the paths written."""
     def has_log(stage):
         path = os.path.join(out_root, stage, "log.jsonl")
         return os.path.exists(path) and os.path.getsize(path) > 0
@@ -356,10 +388,13 @@ def save_report_plots(out_root, plots_dir):
     if loss_runs:
         figures["loss_curves.png"] = loss_curves(loss_runs)
     for name, eval_dir, title in (("stage_accuracy.png", "eval", "test"),
-                                  ("stage_accuracy_ood.png", "eval_ood", "test_ood: longer operands")):
+                                  ("stage_accuracy_uniform.png", "eval_uniform", "test_uniform: operands uniform")):
         results = os.path.join(out_root, eval_dir, "results.json")
         if os.path.exists(results):
             figures[name] = stage_accuracy_bars(results, f"greedy exact match with 95% CI, {title}")
+    results = os.path.join(out_root, "eval_length", "results.json")
+    if os.path.exists(results):
+        figures["length.png"] = length_curves(results)
     for stage, plot in (("dpo", dpo_curves), ("grpo", grpo_curves)):
         if has_log(stage):
             figures[f"{stage}.png"] = plot(os.path.join(out_root, stage))

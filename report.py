@@ -5,8 +5,9 @@ The report card: writes report.md and plots/*.png from what speedrun.sh left in 
     python report.py --measure=True     # only record this machine's matmul speed in out/machine.json
 
 Environment, the machine's measured speed, model size, tokens and wall-clock per stage, and the accuracy of
-every stage's checkpoint per task type with 95% CIs, in distribution (test) and out of distribution
-(test_ood: longer operands). Stage times from different machines compare only next to the machine's speed:
+every stage's checkpoint per task type with 95% CIs: on test (digit counts first, as in training), on
+test_uniform (operands uniform over all numbers of the box) and by length on test_length (up to twice the
+longest trained operand). Stage times from different machines compare only next to the machine's speed:
 speedrun.sh measures it first, before any stage runs (a fp32 and a bf16 matmul, a few seconds).
 """
 import json
@@ -15,7 +16,7 @@ import platform
 
 import torch
 
-from common import load_checkpoint, markdown_table, matmul_flops, model_from_checkpoint, pick_device
+from common import load_checkpoint, length_table, markdown_table, matmul_flops, model_from_checkpoint, pick_device
 from configurator import configure
 from plots import save_report_plots
 
@@ -39,7 +40,7 @@ def measure_machine(path):
 def stage_rows(out_root):
     """(stage, seconds, tokens seen, checkpoint iteration) for every stage that finished."""
     rows = []
-    for stage in ("machine", "data", "pretrain", "sft", "pairs", "dpo", "grpo", "eval", "eval_ood"):
+    for stage in ("machine", "data", "pretrain", "sft", "pairs", "dpo", "grpo", "eval", "eval_uniform", "eval_length"):
         done = os.path.join(out_root, ".done", stage)
         if not os.path.exists(done):
             continue
@@ -77,13 +78,18 @@ def environment(out_root):
             ("CPU cores", str(os.cpu_count())), ("python", platform.python_version()), ("model", model)]
 
 
-def accuracy_section(title, results_path):
+def accuracy_section(title, results_path, by_length=False):
+    """The accuracy table of an eval.py results.json; by_length: a table by length for every checkpoint."""
     if not os.path.exists(results_path):
         return []
     with open(results_path) as f:
         results = json.load(f)
-    return [f"## {title}", "", f"Greedy exact match, % with 95% bootstrap CIs; {results_path}.", "",
-            markdown_table(results), ""]
+    lines = [f"## {title}", "", f"Greedy exact match, % with 95% bootstrap CIs; {results_path}.", ""]
+    if not by_length:
+        return lines + [markdown_table(results), ""]
+    lines += ["A row per task type, a column per length (the digits of the longest operand); * marks a length",
+              "longer than any trained operand.", ""]
+    return lines + [x for c in results["checkpoints"] for x in (length_table(c, c.get("box")), "")]
 
 
 def main():
@@ -97,8 +103,10 @@ def main():
     lines += [f"| {s} | {sec} | {tok} | {it} |" for s, sec, tok, it in rows]
     lines += [f"| **total** | **{sum(r[1] for r in rows)}** | | |", ""]
     lines += accuracy_section("Accuracy in distribution (test.jsonl)", os.path.join(out_root, "eval", "results.json"))
-    lines += accuracy_section("Accuracy out of distribution (test_ood.jsonl: one digit longer)",
-                              os.path.join(out_root, "eval_ood", "results.json"))
+    lines += accuracy_section("Accuracy with operands uniform over all numbers (test_uniform.jsonl)",
+                              os.path.join(out_root, "eval_uniform", "results.json"))
+    lines += accuracy_section("Accuracy by length (test_length.jsonl)", os.path.join(out_root, "eval_length",
+                                                                                    "results.json"), by_length=True)
     written = save_report_plots(out_root, plots_dir)
     here = os.path.dirname(report_path) or "."
     lines += ["## Plots", ""] + [f"![{os.path.basename(p)}]({os.path.relpath(p, here)})" for p in written]

@@ -17,7 +17,8 @@ import torch
 from common import setup, load_checkpoint, model_from_checkpoint
 from configurator import configure
 from model import KVCache, sample_next
-from tasks import extract_answer, is_correct, normalize_prompt, parse_prompt
+from places import PlaceTracker
+from tasks import extract_answer, is_correct, normalize_prompt, not_a_task, outside_box, parse_prompt
 from tokenizer import get_tokenizer, token_label
 
 # -----------------------------------------------------------------------------
@@ -36,17 +37,19 @@ seed = 1337
 
 @torch.no_grad()
 def stream(model, ids, max_new_tokens, temperature=0.0, top_k=0, top_p=1.0, stop_id=None, generator=None,
-           autocast=nullcontext()):
+           autocast=nullcontext(), tracker=None):
     """Yields (token id, probability) as each token is sampled. The prompt goes through the model once;
     after that each step feeds only the newest token, which attends to the keys and values of all the
-    earlier ones kept in the KV cache. The probability is under the temperature-scaled distribution."""
+    earlier ones kept in the KV cache. The probability is under the temperature-scaled distribution.
+    A pos='coupled' model needs tracker, a places.PlaceTracker of the prompt: it gives each token's place."""
     dev = next(model.parameters()).device
     cache = KVCache(model.config.n_layer, len(ids) + max_new_tokens)
     x = torch.tensor([ids], device=dev)                          # (1, T)
     positions = attn_mask = None                                 # the prompt: plain causal attention from 0
+    places = torch.tensor([tracker.prompt], device=dev) if tracker else None   # (1, T, 2)
     for _ in range(max_new_tokens):
         with autocast:
-            logits, _ = model(x, positions=positions, attn_mask=attn_mask, kv_cache=cache)
+            logits, _ = model(x, positions=positions, attn_mask=attn_mask, kv_cache=cache, places=places)
         logits = logits[:, -1].float()                           # (1, vocab)
         next_id = sample_next(logits, temperature, top_k, top_p, generator)  # (1,)
         prob = (logits / (temperature or 1.0)).softmax(dim=-1)[0, next_id].item()
@@ -57,13 +60,14 @@ def stream(model, ids, max_new_tokens, temperature=0.0, top_k=0, top_p=1.0, stop
         x = next_id[:, None]                                     # (1, 1)
         positions = torch.tensor([[cache.pos]], device=dev)      # (1, 1)
         attn_mask = torch.ones(1, 1, 1, cache.pos + 1, dtype=torch.bool, device=dev)  # (1, 1, 1, S)
+        places = torch.tensor([[tracker.push(next_id.item())]], device=dev) if tracker else None   # (1, 1, 2)
 
 
 def prompt_error(tok, text, block_size):
     """Why a prompt cannot be run (one line), or None."""
     if not text:
         return "empty prompt: type a problem such as 17+19=? or 72-x=34, x=? (quit or Ctrl-D to leave)"
-    bad = "".join(sorted(set(re.sub(r"[0-9+\-*/=?,x ]", "", text))))
+    bad = "".join(sorted(set(re.sub(r"[0-9+\-*/=?,x .]", "", text))))
     if bad:
         return f"unexpected character(s) {bad!r}: prompts use digits, + - * / = ? , x and spaces, e.g. 17+19=?"
     n = len(tok.encode(text))
@@ -72,21 +76,28 @@ def prompt_error(tok, text, block_size):
     return None
 
 
-def complete_prompt(model, tok, text, rt, generator):
-    """Print the prompt, then each token as it comes, then the verdict (or that there is none), and whether
-    block_size cut the completion."""
+def complete_prompt(model, tok, text, rt, generator, box):
+    """Say first when the prompt is not one of the task forms or lies outside the digit box the checkpoint
+    trained on; print the prompt, then each token as it comes, then the verdict (or that there is none), and
+    whether block_size cut the completion."""
+    problem = parse_prompt(text)
+    note = not_a_task(text) if problem is None else outside_box(problem, box) if box else None
+    if note:
+        print(f"note: {note}" + ("" if problem is None else ": longer than training, a length-generalisation test"))
     ids = tok.encode(text)
     room = min(max_new_tokens, model.config.block_size - len(ids))
     print(text, end="", flush=True)
     generated = []
-    for token_id, prob in stream(model, ids, room, temperature, top_k, top_p, tok.end_id, generator, rt.autocast):
+    tracker = PlaceTracker(tok, ids) if model.config.pos == "coupled" else None
+    for token_id, prob in stream(model, ids, room, temperature, top_k, top_p, tok.end_id, generator, rt.autocast,
+                                 tracker):
         generated.append(token_id)
         piece = tok.decode_tokens([token_id])[0]
         print(" " + token_label(piece, token_id, prob) if show_tokens else piece, end="", flush=True)
     print()
     if generated[-1] != tok.end_id and room < max_new_tokens:
         print(f"cut at block_size {model.config.block_size}: the prompt leaves room for {room} new tokens")
-    problem, completion = parse_prompt(text), tok.decode(generated)
+    completion = tok.decode(generated)
     if problem:
         verdict = "right" if is_correct(completion, problem.answer) else f"wrong, the answer is {problem.answer}"
         answer = extract_answer(completion)
@@ -95,7 +106,7 @@ def complete_prompt(model, tok, text, rt, generator):
         print("not one of the task forms: not checked")
 
 
-def interactive(model, tok, rt, generator, banner):
+def interactive(model, tok, rt, generator, box, banner):
     """>>> prompts until quit or end of input; a bad prompt gets one line and the prompt again."""
     print(banner)
     while True:
@@ -110,7 +121,7 @@ def interactive(model, tok, rt, generator, banner):
         if error:
             print(error)
             continue
-        complete_prompt(model, tok, text, rt, generator)
+        complete_prompt(model, tok, text, rt, generator, box)
 
 
 def main():
@@ -127,9 +138,9 @@ def main():
             raise SystemExit(f"--prompt {p!r}: {error}")
     try:
         for p in prompts:
-            complete_prompt(model, tok, p, rt, generator)
+            complete_prompt(model, tok, p, rt, generator, checkpoint.get("box"))
         if not prompts:
-            interactive(model, tok, rt, generator, f"{ckpt} (iter {checkpoint.get('iter_num')}): type a problem "
+            interactive(model, tok, rt, generator, checkpoint.get("box"), f"{ckpt} (iter {checkpoint.get('iter_num')}): type a problem "
                                                    "such as 17+19=? or 72-x=34, x=?; quit or Ctrl-D to leave")
     except KeyboardInterrupt:   # Ctrl-C leaves quietly, in the middle of an answer too
         print()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole nanomath pipeline on the small configs, then the report card:
-#   machine speed -> data -> pretrain -> SFT -> on-policy pairs -> DPO -> GRPO -> eval (test, test_ood) -> report.md
+#   machine speed -> data -> pretrain -> SFT -> on-policy pairs -> DPO -> GRPO
+#   -> eval (test, test_uniform, test_length) -> report.md
 #
 #   bash speedrun.sh            # runs the stages not done yet (a finished stage is skipped)
 #   bash speedrun.sh --fresh    # deletes data/small and out/ and starts over
@@ -11,11 +12,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-size=small out=out report=report.md plots=plots ood=200 fresh=0
+size=small out=out report=report.md plots=plots fresh=0
 for arg in "$@"; do
     case $arg in
         --fresh) fresh=1 ;;
-        --tiny) size=tiny out=out/tiny report=out/tiny/report.md plots=out/tiny/plots ood=20 ;;
+        --tiny) size=tiny out=out/tiny report=out/tiny/report.md plots=out/tiny/plots ;;
         *) echo "usage: bash speedrun.sh [--tiny] [--fresh]" >&2; exit 2 ;;
     esac
 done
@@ -54,5 +55,6 @@ stage dpo      python train_dpo.py config/dpo_$size.py --overwrite=True
 stage grpo     python train_grpo.py config/grpo_$size.py --init_from=$out/dpo/ckpt.pt --overwrite=True
 CKPTS=$out/pretrain/ckpt.pt,$out/sft/ckpt.pt,$out/dpo/ckpt.pt,$out/grpo/ckpt.pt
 stage eval     python eval.py config/eval_$size.py --ckpt=$CKPTS --out_dir=$out/eval
-stage eval_ood python eval.py config/eval_$size.py --ckpt=$CKPTS --source=test_ood --n_per_type=$ood --out_dir=$out/eval_ood
+stage eval_uniform python eval.py config/eval_$size.py --ckpt=$CKPTS --source=test_uniform --out_dir=$out/eval_uniform
+stage eval_length python eval.py config/eval_$size.py --ckpt=$CKPTS --source=test_length --out_dir=$out/eval_length
 python report.py --out_root=$out --report_path=$report --plots_dir=$plots

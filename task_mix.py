@@ -13,7 +13,8 @@ from tasks import digit_cells, make_problem
 
 def held_out_problems(data_dir):
     """Every problem of the evaluation splits of data_dir: never practised."""
-    return [p for s in ("sft_val", "test", "test_ood") for p in read_problems(os.path.join(data_dir, f"{s}.jsonl"))]
+    splits = ("sft_val", "test", "test_uniform", "test_length")
+    return [p for s in splits for p in read_problems(os.path.join(data_dir, f"{s}.jsonl"))]
 
 
 def check_weights(weights, task_digits, data_dir):

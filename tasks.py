@@ -97,6 +97,18 @@ def normalize_prompt(text):
     return re.sub(r"\s+", "", text).replace(",x=?", ", x=?")
 
 
+def not_a_task(prompt):
+    """Why a prompt that parse_prompt rejects is none of the task forms, in a few words."""
+    if "." in prompt:
+        return "a decimal number: not one of the task forms (whole numbers only)"
+    if re.search(r"(^|[-+*/=])-\d", prompt):
+        return "a negative operand: not one of the task forms (numbers >= 0; only b-x=c may have c < 0)"
+    task_type = prompt_type(prompt)
+    if task_type in ("a_over_b_q", "x_times_b_eq_c_q"):
+        return "no single whole-number answer: the division is not exact (or divides by 0)"
+    return "not one of the task forms: a+b=?, a-b=?, a*b=?, a/b=?, x+b=c, x=?, b-x=c, x=?, x*b=c, x=?"
+
+
 def prompt_type(prompt):
     """The task type whose form the prompt has, or None."""
     return next((t for t, pattern in _PROMPT_RE.items() if pattern.fullmatch(prompt)), None)

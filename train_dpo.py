@@ -189,17 +189,16 @@ def read_pairs(path, tok, block_size):
 
 
 def encode_pairs(tok, pairs, block_size, device):
-    """idx (2B, T) and completion_mask (2B, T): the B chosen rows, then the B rejected rows, so that
+    """idx, completion_mask and places, each (2B, T): the B chosen rows, then the B rejected rows, so that
     one forward pass scores both sides."""
     prompts, chosen, rejected = zip(*pairs)
-    idx, completion_mask = encode_completions(tok, prompts * 2, chosen + rejected, block_size)
-    return idx.to(device), completion_mask.to(device)
+    return tuple(t.to(device) for t in encode_completions(tok, prompts * 2, chosen + rejected, block_size))
 
 
-def pair_logps(model, idx, completion_mask, rt):
+def pair_logps(model, idx, completion_mask, places, rt):
     """Summed completion log-probs of the chosen (B,) and rejected (B,) rows, one forward pass."""
     with rt.autocast:
-        logits, _ = model(idx)  # (2B, T, vocab)
+        logits, _ = model(idx, places=places)  # (2B, T, vocab)
     return completion_logps(logits, idx, completion_mask).chunk(2)
 
 
@@ -217,22 +216,22 @@ def reference_table(reference, tok, pairs, block_size, rt, batch_size):
     table = torch.zeros(len(pairs), 2, device=rt.device)
     for start in range(rt.rank * batch_size, len(pairs), rt.world_size * batch_size):
         end = min(start + batch_size, len(pairs))
-        idx, completion_mask = encode_pairs(tok, pairs[start:end], block_size, rt.device)
-        table[start:end] = torch.stack(pair_logps(reference, idx, completion_mask, rt), dim=1)
+        table[start:end] = torch.stack(pair_logps(reference, *encode_pairs(tok, pairs[start:end], block_size,
+                                                                            rt.device), rt), dim=1)
     if rt.ddp:
         dist.all_reduce(table)
     return table
 
 
 @torch.no_grad()
-def reference_logps(reference, split, ix, idx, completion_mask, rt):
+def reference_logps(reference, split, ix, idx, completion_mask, places, rt):
     """Reference log-probs (chosen (B,), rejected (B,)) of the pairs ix of a split: from the frozen
     model, from its precomputed {split: table}, or zeros when the run is reference-free (reference None)."""
     if reference is None:
         return torch.zeros(len(ix), device=rt.device), torch.zeros(len(ix), device=rt.device)
     if isinstance(reference, dict):
         return reference[split][torch.as_tensor(ix, device=rt.device)].unbind(dim=1)
-    return pair_logps(reference, idx, completion_mask, rt)
+    return pair_logps(reference, idx, completion_mask, places, rt)
 
 
 # -----------------------------------------------------------------------------
@@ -242,9 +241,9 @@ def reference_logps(reference, split, ix, idx, completion_mask, rt):
 def dpo_batch(model, reference, split, pairs, ix, tok, block_size, rt, loss_settings):
     """The DPO loss of each pair in ix (B,), with grad, and the per-pair TRL metrics, detached.
     loss_settings: dpo_loss's keyword arguments (beta, loss_type, label_smoothing, reference_free, rpo_alpha)."""
-    idx, completion_mask = encode_pairs(tok, [pairs[i] for i in ix], block_size, rt.device)
-    policy_chosen, policy_rejected = pair_logps(model, idx, completion_mask, rt)
-    ref_chosen, ref_rejected = reference_logps(reference, split, ix, idx, completion_mask, rt)
+    idx, completion_mask, places = encode_pairs(tok, [pairs[i] for i in ix], block_size, rt.device)
+    policy_chosen, policy_rejected = pair_logps(model, idx, completion_mask, places, rt)
+    ref_chosen, ref_rejected = reference_logps(reference, split, ix, idx, completion_mask, places, rt)
     chosen_lengths, rejected_lengths = completion_mask.sum(dim=1).chunk(2)
     losses, chosen_rewards, rejected_rewards = dpo_loss(
         policy_chosen, policy_rejected, ref_chosen, ref_rejected, chosen_lengths=chosen_lengths,
@@ -351,7 +350,7 @@ def main():
             log.write(iter=iter_num, split="eval", **val, accuracy=acc, lr=lr, elapsed_s=time.time() - t_start)
             if iter_num > 0 or max_iters == 0:
                 save_checkpoint(os.path.join(out_dir, "ckpt.pt"),
-                                **checkpoint_payload(raw_model, optimizer, config, iter_num, meta["tokenizer"],
+                                **checkpoint_payload(raw_model, optimizer, config, iter_num, meta,
                                                      stage="dpo", reference_from=reference_from, accuracy=acc,
                                                      tokens_seen=tokens_seen))
         if iter_num >= max_iters:

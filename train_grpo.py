@@ -7,7 +7,7 @@ completions that beat the other completions of the same prompt. Reads like nanoc
     python train_grpo.py config/grpo_small.py --init_from=out/dpo/ckpt.pt --beta=0.04
     torchrun --standalone --nproc_per_node=2 train_grpo.py config/grpo_small.py --prompts_per_step=8   # 16 a step
 
-One step: draw prompts_per_step problems (never a prompt of sft_val, test or test_ood), sample group_size
+One step: draw prompts_per_step problems (never a prompt of sft_val or a test split), sample group_size
 completions of each with the KV-cache engine at `temperature`, reward them, turn the rewards into
 advantages within each group, then take num_iterations clipped policy-gradient steps on the batch.
 
@@ -64,9 +64,10 @@ import torch.nn.functional as F
 from batches import sft_batch
 from common import (setup, wrap_model, teardown, get_lr, optimizer_step, save_checkpoint, load_checkpoint,
                     model_from_checkpoint, start_model, checkpoint_payload, check_out_dir, check_data, MetricsLog,
-                    read_jsonl, read_problems, read_meta, greedy_accuracy, greedy_correct)
+                    read_jsonl, read_problems, read_meta, greedy_accuracy, greedy_correct, place_trackers)
 from configurator import configure
 from model import generate, token_logprobs
+from places import completion_places
 from task_mix import (auto_weights, check_weights, describe_mix, draw_problems, held_out_problems,
                       without_exhausted_cells)
 from tasks import has_canonical_format, is_correct
@@ -252,7 +253,8 @@ def collect_batch(model, tok, rt, weights, held_out, iter_num):
         prompts = [tok.encode(p.prompt) for p in problems for _ in range(group_size)]
         with rt.autocast:
             gen = generate(model, prompts, max_new_tokens, temperature, top_k, top_p, stop_ids=(tok.end_id,),
-                           generator=torch.Generator(rt.device).manual_seed(round_seed))
+                           generator=torch.Generator(rt.device).manual_seed(round_seed),
+                           trackers=place_trackers(model, tok, prompts))
         completions, stopped = gen.token_lists(), gen.stopped.tolist()
         sample_logps = gen.logprobs.float().cpu()                          # (P*G, N)
         rewards = [reward(problems[i // group_size], tok.decode(c), s, truncated, format_reward)
@@ -298,37 +300,40 @@ def check_filled(n_groups, mean_reward, rt):
                          "digits, or start from another checkpoint")
 
 
-def assemble(rows, device):
+def assemble(rows, tok, device):
     """Right-padded prompt+completion rows, so that a plain causal forward sees every token at the position
-    and with the context it had when it was sampled. Built from the token ids, not from text as
-    common.encode_completions does: a sampled token sequence need not survive decode + encode.
-    Returns idx (B, T), the completion mask and the sampling-time log-probs, both (B, T-1) and aligned
-    with token_logprobs' output (entry t scores token t+1)."""
+    (and digit place) and with the context it had when it was sampled. Built from the token ids, not from
+    text as common.encode_completions does: a sampled token sequence need not survive decode + encode.
+    Returns idx (B, T) and its places (B, T, 2), the completion mask and the sampling-time log-probs, both
+    (B, T-1) and aligned with token_logprobs' output (entry t scores token t+1)."""
     B = len(rows["prompts"])
     T = max(len(p) + len(c) for p, c in zip(rows["prompts"], rows["completions"]))
     idx = torch.zeros(B, T, dtype=torch.long)
+    places = torch.zeros(B, T, 2, dtype=torch.long)
     mask = torch.zeros(B, T - 1, dtype=torch.bool)
     sample_logps = torch.zeros(B, T - 1)
     for b, (p, c, lp) in enumerate(zip(rows["prompts"], rows["completions"], rows["sample_logps"])):
         n, m = len(p), len(c)
         idx[b, :n + m] = torch.tensor(p + c)
+        places[b, :n + m] = torch.tensor(completion_places(tok, p, c))
         mask[b, n - 1:n - 1 + m] = True
         sample_logps[b, n - 1:n - 1 + m] = lp
-    return idx.to(device), mask.to(device), sample_logps.to(device)
+    return idx.to(device), places.to(device), mask.to(device), sample_logps.to(device)
 
 
 # -----------------------------------------------------------------------------
 # the update
 
 
-def policy_update(model, reference, optimizer, idx, mask, sample_logps, advantages, lr, entropy_coef, anchor, rt):
+def policy_update(model, reference, optimizer, idx, places, mask, sample_logps, advantages, lr, entropy_coef, anchor,
+                  rt):
     """num_iterations clipped policy-gradient steps on one batch, each with the SFT anchor's NLL on the
-    (x, y) batch anchor if it is not None. Returns the metrics averaged over the steps."""
+    (x, y, places) batch anchor if it is not None. Returns the metrics averaged over the steps."""
     model.train()
     ref_logps = None
     if reference is not None:
         with torch.no_grad(), rt.autocast:
-            ref_logps = token_logprobs(reference(idx)[0], idx, temperature)   # (B, T-1)
+            ref_logps = token_logprobs(reference(idx, places=places)[0], idx, temperature)   # (B, T-1)
     num_tokens = None
     if rt.ddp:   # dapo's divisor: the completion tokens of all ranks, per rank
         num_tokens = mask.sum().float()
@@ -337,7 +342,7 @@ def policy_update(model, reference, optimizer, idx, mask, sample_logps, advantag
     totals = {}
     for it in range(num_iterations):
         with rt.autocast:
-            logits, _ = model(idx)                                        # (B, T, vocab)
+            logits, _ = model(idx, places=places)                         # (B, T, vocab)
         logps = token_logprobs(logits, idx, temperature)                  # (B, T-1), at the sampling temperature
         if it == 0:
             old_logps = logps.detach()  # the policy that sampled, before any update: the first ratio is exactly 1
@@ -348,7 +353,7 @@ def policy_update(model, reference, optimizer, idx, mask, sample_logps, advantag
         (loss - entropy_coef * entropy).backward()
         if anchor is not None:   # its own forward and backward: the gradients add up (DDP too: two all-reduces)
             with rt.autocast:
-                sft_loss = model(*anchor)[1]
+                sft_loss = model(anchor[0], anchor[1], places=anchor[2])[1]
             (sft_coef * sft_loss).backward()
             metrics["sft_loss"] = sft_loss.item()
         metrics.update(loss=loss.item(), entropy=entropy.item(),
@@ -422,7 +427,7 @@ def main():
             log.write(iter=iter_num, split="eval", accuracy=acc, lr=lr, elapsed_s=time.time() - t_start)
             if iter_num > 0 or max_iters == 0:
                 save_checkpoint(os.path.join(out_dir, "ckpt.pt"),
-                                **checkpoint_payload(raw_model, optimizer, config, iter_num, meta["tokenizer"],
+                                **checkpoint_payload(raw_model, optimizer, config, iter_num, meta,
                                                      stage="grpo", reference_from=reference_from,
                                                      task_weights=weights, accuracy=acc, tokens_seen=tokens_seen))
         if iter_num >= max_iters:
@@ -433,7 +438,7 @@ def main():
         tokens_seen += sum(stats["lengths"]) * rt.world_size  # sampled tokens, across ranks
         check_filled(len(rows["rewards"]) // group_size, float(np.mean(stats["rewards"])), rt)
         advantages, _ = compute_advantages(torch.tensor(rows["rewards"]), group_size, scale_rewards)
-        idx, mask, sample_logps = assemble(rows, rt.device)
+        idx, places, mask, sample_logps = assemble(rows, tok, rt.device)
         if truncated == "mask":
             mask &= torch.tensor(rows["stopped"], device=rt.device)[:, None]
         entropy_coef = entropy_coef_start + (entropy_coef_end - entropy_coef_start) * iter_num / max_iters
@@ -444,8 +449,8 @@ def main():
             anchor_rng = np.random.default_rng([seed, rt.rank, iter_num, 1])
             ix = anchor_rng.integers(len(sft_rows), size=sft_batch_size)
             anchor = sft_batch(sft_rows, ix, tok, raw_model.config.block_size, rt.device)
-        metrics = policy_update(model, reference, optimizer, idx, mask, sample_logps, advantages.to(rt.device),
-                                lr, entropy_coef, anchor, rt)
+        metrics = policy_update(model, reference, optimizer, idx, places, mask, sample_logps,
+                                advantages.to(rt.device), lr, entropy_coef, anchor, rt)
         iter_num += 1
 
         if rt.master and iter_num % log_interval == 0:

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import torch
 
-from batches import batch_rng, document_starts, get_batch, read_tokens
+from batches import batch_rng, document_mask, document_starts, get_batch, read_tokens
 from common import (setup, wrap_model, teardown, sync_context, check_grad_accum, get_lr, optimizer_step,
                     peak_flops, save_checkpoint, start_model, checkpoint_payload, check_out_dir, check_data,
                     MetricsLog, read_meta)
@@ -65,16 +65,16 @@ seed = 1337
 
 
 @torch.no_grad()
-def estimate_loss(model, splits, rt, eval_iters, batch_size, block_size, seed):
+def estimate_loss(model, splits, rt, eval_iters, batch_size, block_size, seed, eot_id):
     """Mean loss over eval_iters batches of each split; the same batches at every evaluation."""
     model.eval()
     out = {}
-    for name, (data, starts) in splits.items():
+    for name, stream in splits.items():
         losses = []
         for k in range(eval_iters):
-            x, y = get_batch(data, starts, batch_size, block_size, np.random.default_rng([seed, 99, k]), rt.device)
+            x, y, places = get_batch(*stream, batch_size, block_size, np.random.default_rng([seed, 99, k]), rt.device)
             with rt.autocast:
-                _, loss = model(x, y)
+                _, loss = model(x, y, places=places, attn_mask=document_mask(x, eot_id))
             losses.append(loss.item())
         out[name] = float(np.mean(losses))
     model.train()
@@ -119,7 +119,7 @@ def main():
     splits = {}
     for split in ("train", "val"):
         data = read_tokens(data_dir, split)
-        splits[split] = (data, document_starts(data, eot_id, block))
+        splits[split] = (data, read_tokens(data_dir, f"{split}_places"), document_starts(data, eot_id, block))
     tokens_per_iter = accum * rt.world_size * batch_size * block
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), rt.device_type)
     if resuming:
@@ -139,24 +139,24 @@ def main():
             if rt.master:
                 # the raw model: through the DDP wrapper a forward broadcasts buffers (RoPE's) from rank 0 to
                 # ranks that may have finished, and the final evaluation hangs or crashes
-                losses = estimate_loss(raw_model, splits, rt, eval_iters, batch_size, block, seed)
+                losses = estimate_loss(raw_model, splits, rt, eval_iters, batch_size, block, seed, eot_id)
                 print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
                 log.write(iter=iter_num, split="eval", train_loss=losses["train"], val_loss=losses["val"], lr=lr,
                           elapsed_s=time.time() - t_start)
                 best_val_loss = min(best_val_loss, losses["val"])
                 if iter_num > 0 or max_iters == 0:  # max_iters=0 writes the untrained model
                     save_checkpoint(ckpt_path, **checkpoint_payload(raw_model, optimizer, config, iter_num,
-                                                                    meta["tokenizer"], stage="pretrain",
+                                                                    meta, stage="pretrain",
                                                                     best_val_loss=best_val_loss,
                                                                     tokens_seen=iter_num * tokens_per_iter))
         if iter_num >= max_iters:
             break
 
         for micro_step in range(accum):
-            x, y = get_batch(*splits["train"], batch_size, block,
-                             batch_rng(seed, iter_num, rt.rank * accum + micro_step), rt.device)
+            x, y, places = get_batch(*splits["train"], batch_size, block,
+                                     batch_rng(seed, iter_num, rt.rank * accum + micro_step), rt.device)
             with sync_context(model, micro_step, accum), rt.autocast:
-                _, loss = model(x, y)
+                _, loss = model(x, y, places=places, attn_mask=document_mask(x, eot_id))
                 loss = loss / accum  # the gradient of the mean over the whole accumulated batch
             loss.backward()
         grad_norm = optimizer_step(model, optimizer, lr, grad_clip)

@@ -15,7 +15,7 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from batches import batch_rng, document_starts, get_batch, read_tokens, sft_batch
+from batches import batch_rng, document_mask, document_starts, get_batch, read_tokens, sft_batch
 from common import (setup, wrap_model, teardown, sync_context, check_grad_accum, get_lr, optimizer_step,
                     save_checkpoint, start_model, checkpoint_payload, check_out_dir, check_data, MetricsLog,
                     read_jsonl, read_problems, read_meta, greedy_accuracy)
@@ -62,22 +62,22 @@ def val_loss_by_type(model, examples, tok, block_size, rt):
         by_type[e["type"]].append(e)
     out = {}
     for task_type, rows in sorted(by_type.items()):
-        x, y = sft_batch(rows, range(len(rows)), tok, block_size, rt.device)
+        x, y, places = sft_batch(rows, range(len(rows)), tok, block_size, rt.device)
         with rt.autocast:
-            out[task_type] = model(x, y)[1].item()
+            out[task_type] = model(x, y, places=places)[1].item()
     model.train()
     return out
 
 
 @torch.no_grad()
-def pretrain_val_loss(model, val_stream, block_size, rt, seed, n_batches=10):
+def pretrain_val_loss(model, val_stream, block_size, rt, seed, eot_id, n_batches=10):
     """Loss on the pretraining stream: tracked so a fine-tuning run that forgets it gets noticed."""
     model.eval()
     losses = []
     for k in range(n_batches):
-        x, y = get_batch(*val_stream, 32, block_size, np.random.default_rng([seed, 7, k]), rt.device)
+        x, y, places = get_batch(*val_stream, 32, block_size, np.random.default_rng([seed, 7, k]), rt.device)
         with rt.autocast:
-            losses.append(model(x, y)[1].item())
+            losses.append(model(x, y, places=places, attn_mask=document_mask(x, eot_id))[1].item())
     model.train()
     return float(np.mean(losses))
 
@@ -107,7 +107,7 @@ def main():
         model, ckpt, resuming, ckpt_path = start_model(init_from, out_dir, rt, dropout, stage="sft")
         check_data(ckpt["tokenizer"], ckpt["model_args"]["vocab_size"], meta, ckpt_path, data_dir)
     block = model.config.block_size
-    val_stream = (val_data, document_starts(val_data, tok.eot_id, block))
+    val_stream = (val_data, read_tokens(data_dir, "val_places"), document_starts(val_data, tok.eot_id, block))
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), rt.device_type)
     if resuming:
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -118,7 +118,7 @@ def main():
     start_pretrain_loss = ckpt.get("start_pretrain_loss") if resuming else None
     tokens_seen = ckpt["tokens_seen"] if resuming else 0  # completion tokens trained on, across ranks
     if start_pretrain_loss is None:
-        start_pretrain_loss = pretrain_val_loss(raw_model, val_stream, block, rt, seed)
+        start_pretrain_loss = pretrain_val_loss(raw_model, val_stream, block, rt, seed, tok.eot_id)
     if rt.master:
         print(f"{len(train):,} training examples, {raw_model.num_params() / 1e6:.2f}M parameters, "
               f"pretraining val loss at start {start_pretrain_loss:.4f}")
@@ -129,7 +129,7 @@ def main():
         if rt.master and (iter_num % eval_interval == 0 or iter_num == max_iters):
             losses = val_loss_by_type(raw_model, val, tok, block, rt)
             acc = greedy_accuracy(raw_model, tok, eval_problems, rt, max_new_tokens)
-            forget = pretrain_val_loss(raw_model, val_stream, block, rt, seed)
+            forget = pretrain_val_loss(raw_model, val_stream, block, rt, seed, tok.eot_id)
             print(f"step {iter_num}: val loss {np.mean(list(losses.values())):.4f}, "
                   f"greedy accuracy {acc['overall']:.3f}, pretraining val loss {forget:.4f}")
             print("  " + ", ".join(f"{t} {a:.2f}" for t, a in acc.items() if t != "overall"))
@@ -141,7 +141,7 @@ def main():
                       forgetting=forgetting, lr=lr, elapsed_s=time.time() - t_start)
             if iter_num > 0 or max_iters == 0:
                 save_checkpoint(os.path.join(out_dir, "ckpt.pt"),
-                                **checkpoint_payload(raw_model, optimizer, config, iter_num, meta["tokenizer"],
+                                **checkpoint_payload(raw_model, optimizer, config, iter_num, meta,
                                                      stage="sft", start_pretrain_loss=start_pretrain_loss,
                                                      accuracy=acc, tokens_seen=tokens_seen))
         if iter_num >= max_iters:
@@ -149,10 +149,10 @@ def main():
 
         for micro_step in range(accum):
             rng = batch_rng(seed, iter_num, rt.rank * accum + micro_step)
-            x, y = sft_batch(train, rng.integers(0, len(train), size=batch_size), tok, block, rt.device)
+            x, y, places = sft_batch(train, rng.integers(0, len(train), size=batch_size), tok, block, rt.device)
             tokens_seen += int((y != -1).sum()) * rt.world_size
             with sync_context(model, micro_step, accum), rt.autocast:
-                _, loss = model(x, y)  # pretraining's loss; the -1 targets of the prompt and padding are skipped
+                _, loss = model(x, y, places=places)  # pretraining's loss; the -1 targets of prompt and padding are skipped
                 loss = loss / accum
             loss.backward()
         grad_norm = optimizer_step(model, optimizer, lr, grad_clip)

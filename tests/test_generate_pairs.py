@@ -6,12 +6,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from places import stream_places
 from tasks import TASK_TYPES, check_steps, is_correct, problem_from_row
 from tokenizer import END_THINK, EOT, THINK, get_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = ("train.bin", "val.bin", "sft_train.jsonl", "sft_val.jsonl", "pairs_train.jsonl", "pairs_val.jsonl",
-         "pairs_seed.jsonl", "test.jsonl", "test_ood.jsonl", "meta.json")
+FILES = ("train.bin", "val.bin", "train_places.bin", "val_places.bin", "sft_train.jsonl", "sft_val.jsonl",
+         "pairs_train.jsonl", "pairs_val.jsonl", "pairs_seed.jsonl", "test.jsonl", "test_uniform.jsonl",
+         "test_length.jsonl", "meta.json")
+HELD_OUT = ("test", "test_uniform", "test_length", "sft_val")
 
 
 def generate(out_root, *overrides):
@@ -37,8 +40,9 @@ def test_every_file_is_written(data):
 
 
 def test_held_out_prompts_never_reach_training_files(data):
-    held_out = {r["Q"] for split in ("test", "test_ood", "sft_val") for r in read_jsonl(data / f"{split}.jsonl")}
-    assert len(held_out) == 7 * (100 + 100 + 50)
+    rows = [r for split in HELD_OUT for r in read_jsonl(data / f"{split}.jsonl")]
+    held_out = {r["Q"] for r in rows}
+    assert len(held_out) == len(rows)                       # no problem in two held-out splits
     docs = get_tokenizer("math").decode(np.fromfile(data / "train.bin", dtype=np.uint16)).split(EOT)
     assert docs[-1] == "" and len(docs) == 7 * 300 + 1
     train_prompts = {d[:d.index(THINK)] for d in docs[:-1]}
@@ -59,7 +63,7 @@ def test_same_seed_same_bytes(data, tmp_path):
 
 
 def test_sft_rows(data):
-    for split in ("sft_train", "sft_val", "test", "test_ood"):
+    for split in ("sft_train", "sft_val", "test", "test_uniform", "test_length"):
         for r in read_jsonl(data / f"{split}.jsonl"):
             p = problem_from_row(r)
             assert r["prompt"] == r["Q"] and is_correct(r["completion"], p.answer)
@@ -96,13 +100,29 @@ def test_seed_pairs(data):
 def test_meta(data):
     meta = json.loads((data / "meta.json").read_text())
     assert meta["tokenizer"] == "math" and meta["vocab_size"] == get_tokenizer("math").vocab_size
-    expected = {"train": 300, "val": 50, "test": 100, "test_ood": 100}
-    assert meta["counts"] == {s: dict.fromkeys(TASK_TYPES, n) for s, n in expected.items()}
+    expected = {"train": 300, "val": 50, "test": 100, "test_uniform": 100}
+    assert {s: c for s, c in meta["counts"].items() if s != "test_length"} == {
+        s: dict.fromkeys(TASK_TYPES, n) for s, n in expected.items()}
+    lengths = [str(n) for n in range(1, 7)]                 # 1-3 digits trained; +1, +2 and twice 3
+    assert all(list(meta["length_counts"][t]) == lengths for t in TASK_TYPES)
+    assert all(meta["length_counts"][t][n] == 20 for t in TASK_TYPES for n in lengths[1:])
+    rows = read_jsonl(data / "test_length.jsonl")
+    assert sum(meta["counts"]["test_length"].values()) == len(rows)
+    assert {str(r["length"]) for r in rows} == set(lengths)
     for split in ("train", "val"):
-        assert meta["tokens"][split] == len(np.fromfile(data / f"{split}.bin", dtype=np.uint16))
+        tokens = np.fromfile(data / f"{split}.bin", dtype=np.uint16)
+        assert meta["tokens"][split] == len(tokens) == len(np.fromfile(data / f"{split}_places.bin", dtype=np.uint16))
+    assert meta["box"] == meta["config"]["tasks"]
     assert meta["config"]["name"] == "tiny" and meta["config"]["n_train_per_type"] == 300
-    assert all(meta["max_completion_tokens"]["test_ood"][t] > meta["max_completion_tokens"]["test"][t]
+    assert all(meta["max_completion_tokens"]["test_length"][t] > meta["max_completion_tokens"]["test"][t]
                for t in TASK_TYPES)
+
+
+def test_places_files_hold_each_tokens_place(data):
+    tok = get_tokenizer("math")
+    tokens = np.fromfile(data / "train.bin", dtype=np.uint16).tolist()
+    places = np.fromfile(data / "train_places.bin", dtype=np.uint16).tolist()
+    assert places == stream_places(tok, tokens) and max(places) >= 3
 
 
 def test_bare_answers(tmp_path):
@@ -115,10 +135,10 @@ def test_bare_answers(tmp_path):
 @pytest.mark.parametrize("override, message", [
     ("--tasks={'add': ((1, 3), (1, 3))}", "tasks: unknown task type 'add'; allowed: a_plus_b_q"),
     ("--tasks={'a_plus_b_q': ((1, 3), (0, 3))}", "1 <= lo <= hi"),
-    ("--n_test_per_type=5000", "a_times_b_q with digits ((1, 3), (1, 1)) has only 2000 distinct problems in reach"),
-    ("--n_train_per_type=8000", "a_over_b_q with digits ((1, 1), (1, 3)) has only 7992 distinct problems, 8000 asked"),
+    ("--tasks={'a_over_b_q': ((1, 1), (1, 1))}", "a_over_b_q with digits ((1, 1), (1, 1)) has only 18 distinct "
+                                                 "problems in reach, 100 asked"),
     ("--pair_format=csv", "pair_format must be 'pairs' or 'seed'"),
-    ("--ood_extra_digits=0", "ood_extra_digits must be >= 1"),
+    ("--corner_share=1.5", "corner_share must be in [0, 1]"),
     ("--n_val_per_type=0", "n_val_per_type must be >= 1"),
     ("--tokenizer=bert", "unknown tokenizer 'bert'"),
 ])
@@ -128,7 +148,8 @@ def test_bad_config_is_one_line(tmp_path, override, message):
 
 
 def test_too_few_problems_left_after_held_out_ones(tmp_path):
-    # 100 1+1-digit sums: 20 to test and 20 to val (held_out_max_share=0.2) leave 60 for training
+    # 100 1+1-digit sums: 20 each to test, test_uniform, test_length (length 1) and val (held_out_max_share=0.2)
+    # leave 20 for training
     run = generate(tmp_path, "--tasks={'a_plus_b_q': ((1, 1), (1, 1))}", "--n_test_per_type=20",
-                   "--n_val_per_type=20", "--n_train_per_type=61")
-    assert run.returncode == 1 and "found only 60 of 61 distinct problems" in run.stderr, run.stderr
+                   "--n_val_per_type=20", "--n_train_per_type=21")
+    assert run.returncode == 1 and "found only 20 of 21 distinct problems" in run.stderr, run.stderr

@@ -14,9 +14,11 @@ BOX = {t: ((1, 2), (1, 3)) if t == "a_over_b_q" else ((1, 3), (1, 3)) for t in T
 
 
 def tokens_and_places(prompt):
+    """The problem, its tokens (strings), their places and their local positions."""
     p = parse_prompt(prompt)
     ids = TOK.encode(p.prompt + completion(p))
-    return p, TOK.decode_tokens(ids), document_places(TOK, ids)
+    places, local = zip(*document_places(TOK, ids))
+    return p, TOK.decode_tokens(ids), list(places), list(local)
 
 
 def digit_at(n, place):
@@ -25,11 +27,29 @@ def digit_at(n, place):
 
 
 def test_documented_example():
-    _, tokens, places = tokens_and_places("345+678=?")
+    _, tokens, places, local = tokens_and_places("345+678=?")
     assert list(zip(tokens, places))[:12] == [("3", 3), ("4", 2), ("5", 1), ("+", 0), ("6", 3), ("7", 2), ("8", 1),
                                               ("=", 0), ("?", 0), (THINK, 1), ("5", 1), ("+", 1)]
     think_end = tokens.index(END_THINK)
     assert places[think_end - 5:] == [1, 1, 2, 3, 4, 5, 4, 3, 2, 1, 0]   # |3201 </think>1023<|end|>
+    # local positions: a's digits 0, b's 1; each step counts from its separator; the run and the answer
+    # keep one position for all their digits
+    assert local[:9] == [0, 0, 0, 1, 1, 1, 1, 2, 3]
+    assert local[9:19] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 0]                   # <think>5+8+0=13,
+    assert local[think_end - 5:] == [0, 1, 1, 1, 1, 0, 1, 1, 1, 1, 2]
+
+
+def test_local_positions_stay_bounded_as_numbers_grow():
+    """Nothing but places grows with the numbers: the largest local position of a 9-digit problem is no
+    larger than that of the 3-digit ones (the prompt's count of operators, or the longest step)."""
+    rng = random.Random(3)
+    for t in TASK_TYPES:
+        short = max(max(l for _, l in document_places(TOK, TOK.encode(p.prompt + completion(p))))
+                    for p in (make_problem(t, rng, BOX[t]) for _ in range(200)))
+        cells = length_cells(t, BOX[t], 9)
+        for _ in range(50):
+            p = make_problem(t, rng, tuple((d, d) for d in rng.choice(cells)))
+            assert max(l for _, l in document_places(TOK, TOK.encode(p.prompt + completion(p)))) <= short, p
 
 
 def random_problems(n=60, lengths=range(1, 8)):
@@ -62,7 +82,7 @@ def test_a_column_step_sits_at_the_place_of_the_digits_it_reads():
     checked = 0
     for p in random_problems():
         ids = TOK.encode(p.prompt + completion(p))
-        tokens, places = TOK.decode_tokens(ids), document_places(TOK, ids)
+        tokens, places = TOK.decode_tokens(ids), [q for q, _ in document_places(TOK, ids)]
         block = 0
         for step, place in steps_with_places(tokens, places):
             if step.startswith("*"):                  # a multiplication block: *d
@@ -87,7 +107,7 @@ def test_a_column_step_sits_at_the_place_of_the_digits_it_reads():
 def test_run_and_answer_digits_sit_at_their_place_value():
     for p in random_problems():
         ids = TOK.encode(p.prompt + completion(p))
-        tokens, places = TOK.decode_tokens(ids), document_places(TOK, ids)
+        tokens, places = TOK.decode_tokens(ids), [q for q, _ in document_places(TOK, ids)]
         bar, end = tokens.index("|"), tokens.index(END_THINK)
         for tok, place in zip(tokens[bar + 1:end], places[bar + 1:end]):
             assert tok == digit_at(p.answer, place) or (tok == "0" and place > len(str(abs(p.answer)))), p
@@ -98,7 +118,7 @@ def test_run_and_answer_digits_sit_at_their_place_value():
 
 
 def test_multiplication_blocks_start_at_the_multiplier_digit_place():
-    _, tokens, places = tokens_and_places("345*67=?")
+    _, tokens, places, _ = tokens_and_places("345*67=?")
     second = tokens.index(";")
     assert (tokens[second + 2], places[second + 2]) == ("6", 2)       # *6: is 67's tens digit
     assert places[second + 4] == 2                                  # its first step: column 2 of the result
@@ -119,9 +139,9 @@ def test_a_tracker_token_by_token_equals_the_whole_stream():
 
 def test_bare_answers_and_unknown_prompts_get_places_without_error():
     ids = TOK.encode("17+19=?36<|end|>")
-    assert document_places(TOK, ids)[-3:] == [0, 0, 0]
+    assert [q for q, _ in document_places(TOK, ids)][-3:] == [0, 0, 0]
     tracker = PlaceTracker(TOK, TOK.encode("hello?"))
-    assert tracker.prompt == [0] * 6 and tracker.push(TOK.think_id) == 1
+    assert [q for q, _ in tracker.prompt] == [0] * 6 and tracker.push(TOK.think_id) == (1, 0)
 
 
 # -----------------------------------------------------------------------------
@@ -159,7 +179,7 @@ def test_coupled_generation_logprobs_match_a_forward_pass_with_places():
     completion_ids = gen.token_lists()[0]
     ids = prompt + completion_ids
     places = document_places(TOK, ids)
-    logits, _ = model(torch.tensor([ids]), places=torch.tensor([places]))
+    logits, _ = model(torch.tensor([ids]), places=torch.tensor([places]))          # (1, T, 2) places
     logps = token_logprobs(logits, torch.tensor([ids]))[0, len(prompt) - 1:]
     assert torch.allclose(logps, gen.logprobs[0, :len(completion_ids)], atol=1e-4)
 
@@ -172,3 +192,16 @@ def test_coupled_needs_places():
         generate(model, [TOK.encode("1+1=?")], 5)
     with pytest.raises(SystemExit, match="divide by 4"):
         GPTConfig(n_embd=36, n_head=6, pos="coupled")
+
+
+def test_a_packed_window_with_the_document_mask_scores_each_document_as_if_alone():
+    """Pretraining packs documents in a window; with batches.document_mask each one is scored exactly as
+    SFT and the engine see it alone (a coupled model has no position that runs across documents)."""
+    from batches import document_mask
+    model = coupled_model()
+    docs = [TOK.encode(p + completion(parse_prompt(p))) + [TOK.eot_id] for p in ("17+25=?", "x*7=245, x=?")]
+    packed = torch.tensor([docs[0] + docs[1]])
+    places = torch.tensor([stream_places(TOK, docs[0] + docs[1])])
+    logits, _ = model(packed, places=places, attn_mask=document_mask(packed, TOK.eot_id))
+    alone, _ = model(torch.tensor([docs[1]]), places=torch.tensor([stream_places(TOK, docs[1])]))
+    assert torch.allclose(logits[0, len(docs[0]):], alone[0], atol=1e-5)
