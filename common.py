@@ -417,16 +417,17 @@ def percent(value, ci, sign=""):
 
 def length_table(checkpoint, box):
     """Greedy accuracy (%) by length, a row per task type and a column per length, for one evaluated
-    checkpoint; * marks a length longer than any operand of that type the checkpoint trained on."""
+    checkpoint (eval.py's by_length); * marks a length longer than any operand of that type the checkpoint
+    trained on (box: its digit box, the data's meta.json "box")."""
     by_length = checkpoint["by_length"]
-    lengths = sorted({n for cells in by_length.values() for n in cells})
+    lengths = sorted({int(n) for cells in by_length.values() for n in cells})
     trained = {t: max(hi for _, hi in digits) for t, digits in (box or {}).items()}
     lines = [f"| {checkpoint['name']} | " + " | ".join(f"{n} digits" for n in lengths) + " |",
              "|---|" + "---:|" * len(lengths)]
     for group, cells in by_length.items():
         row = []
         for n in lengths:
-            cell = cells.get(n)
+            cell = cells.get(str(n))
             mark = "*" if box and n > trained.get(group, max(trained.values())) else ""
             row.append("-" if cell is None else percent(cell["acc"], cell["ci"]) + mark)
         lines.append(f"| {group} | " + " | ".join(row) + " |")

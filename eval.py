@@ -44,7 +44,7 @@ source = "test"             # "test", "test_uniform", "test_length", "generated"
                             # test.jsonl's, or the path of a text file with one prompt a line
 n_per_type = 0              # at most this many problems per task type, per type and length in test_length (0 = all);
                             # "generated" draws this many
-max_new_tokens = 100        # the longest reference completion (meta.json) is about half that
+max_new_tokens = 256        # the longest reference completion of test_length (a 6x3-digit product) has 228 tokens
 batch_size = 500
 num_samples = 0             # > 0: also sample this many completions per problem for pass@k and maj@k
 temperature = 1.0           # of those samples; the accuracy column is always greedy
@@ -251,9 +251,12 @@ def length_metrics(problems, correct, seed):
     by = {}
     for p, right in zip(problems, correct):
         if isinstance(p, Problem):
-            for group in (p.type, "overall"):
-                by.setdefault(group, {}).setdefault(problem_length(p), []).append(right)
-    return {g: {n: {"n": len(v), "acc": float(np.mean(v)), "ci": bootstrap_ci(v, seed=seed)}
+            by.setdefault(p.type, {}).setdefault(problem_length(p), []).append(right)
+    by["overall"] = {}
+    for lengths in list(by.values())[:-1]:
+        for n, v in lengths.items():
+            by["overall"].setdefault(n, []).extend(v)
+    return {g: {str(n): {"n": len(v), "acc": float(np.mean(v)), "ci": bootstrap_ci(v, seed=seed)}   # str: as JSON
                 for n, v in sorted(lengths.items())} for g, lengths in by.items()}
 
 

@@ -85,7 +85,7 @@ n_eval_problems = 350                # greedy exact match on this many problems 
 # rollouts
 prompts_per_step = 16
 group_size = 8                       # completions per prompt; the advantage compares them with each other
-max_new_tokens = 100
+max_new_tokens = 160
 temperature = 1.0
 top_k = 0                            # 0: no top-k cut
 top_p = 1.0

@@ -31,8 +31,8 @@ eval_interval = 250
 eval_iters = 20
 log_interval = 25
 # data
-batch_size = 64
-block_size = 128
+batch_size = 32
+block_size = 320            # a window of several worked problems; the longest test problem (6x3-digit a*b) has 241 tokens
 gradient_accumulation_steps = 1
 # model
 n_layer = 4
@@ -41,14 +41,14 @@ n_kv_head = 0
 n_embd = 128
 dropout = 0.0
 bias = True
-pos = "rope"                # or "learned" (GPT-2's): RoPE is what made the worked solutions learnable (README)
+pos = "coupled"             # digit places (places.py): what generalises past the trained lengths (README); or "rope", "learned"
 norm = "layernorm"
 mlp = "gelu"
 qk_norm = False
 tie_embeddings = True
 # AdamW and its schedule
 learning_rate = 3e-3
-max_iters = 1000
+max_iters = 700
 weight_decay = 0.1
 beta1 = 0.9
 beta2 = 0.99

@@ -1,6 +1,9 @@
-# a tiny dataset for tests and notebooks: the small config's tasks, a few hundred problems per type (seconds)
+# a tiny dataset for tests and notebooks: the small config's tasks with up to 2-digit operands, a few hundred
+# problems per type (seconds)
 # $ python generate_pairs.py config/data_tiny.py
 name = 'tiny'
+tasks = {t: ((1, 2), (1, 2)) for t in ("a_plus_b_q", "a_minus_b_q", "a_times_b_q", "a_over_b_q", "x_plus_b_eq_c_q",
+                                       "b_minus_x_eq_c_q", "x_times_b_eq_c_q")}
 n_train_per_type = 300
 n_val_per_type = 50
 n_test_per_type = 100

@@ -237,8 +237,9 @@ def test_metrics_log_drops_rows_past_the_resumed_iteration(tmp_path):
 
 def test_encode_completions_masks_prompt_and_padding():
     tok = get_tokenizer()
-    idx, mask = encode_completions(tok, ["1+2=?", "10+20=?"], [f"3{END}", f"30{END}"], block_size=32)
-    assert idx.shape == mask.shape == (2, 10)
+    idx, mask, places = encode_completions(tok, ["1+2=?", "10+20=?"], [f"3{END}", f"30{END}"], block_size=32)
+    assert idx.shape == mask.shape == (2, 10) and places.shape == (2, 10, 2)
+    assert places[1, :7, 0].tolist() == [2, 1, 0, 2, 1, 0, 0] and places[0, 7:].tolist() == [[0, 0]] * 3
     assert mask[0].tolist() == [False] * 5 + [True] * 2 + [False] * 3
     assert mask[1].tolist() == [False] * 7 + [True] * 3
     assert tok.decode(idx[1][mask[1]].tolist()) == f"30{END}"

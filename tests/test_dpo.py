@@ -154,7 +154,7 @@ def make_data(root):
     torch.manual_seed(0)
     model = GPT(GPTConfig(block_size=64, vocab_size=260, n_layer=2, n_head=2, n_embd=32))
     optimizer = model.configure_optimizers(0.0, 1e-3, (0.9, 0.99), "cpu")
-    save_checkpoint(str(root / "sft.pt"), **checkpoint_payload(model, optimizer, {}, 0, "math"))
+    save_checkpoint(str(root / "sft.pt"), **checkpoint_payload(model, optimizer, {}, 0, {"tokenizer": "math"}))
     return root
 
 

@@ -27,14 +27,14 @@ def tiny_model(block_size=64, seed=0):
 
 def save(model, path, tokenizer="math", iter_num=0):
     optimizer = torch.optim.AdamW(model.parameters())
-    save_checkpoint(str(path), **checkpoint_payload(model, optimizer, {}, iter_num, tokenizer))
+    save_checkpoint(str(path), **checkpoint_payload(model, optimizer, {}, iter_num, {"tokenizer": tokenizer}))
     return str(path)
 
 
 def memorising_model(steps=150):
     """A tiny model overfit on two answer-only completions: it answers those two and nothing else."""
     model = tiny_model()
-    idx, mask = encode_completions(TOK, [p for p, _ in MEMORISED], [a + END for _, a in MEMORISED], 64)
+    idx, mask, _ = encode_completions(TOK, [p for p, _ in MEMORISED], [a + END for _, a in MEMORISED], 64)
     targets = idx[:, 1:].masked_fill(~mask[:, 1:], -1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     for _ in range(steps):

@@ -103,15 +103,15 @@ def test_meta(data):
     expected = {"train": 300, "val": 50, "test": 100, "test_uniform": 100}
     assert {s: c for s, c in meta["counts"].items() if s != "test_length"} == {
         s: dict.fromkeys(TASK_TYPES, n) for s, n in expected.items()}
-    lengths = [str(n) for n in range(1, 7)]                 # 1-3 digits trained; +1, +2 and twice 3
+    lengths = [str(n) for n in range(1, 5)]                 # 1-2 digits trained; +1, +2 (= twice 2)
     assert all(list(meta["length_counts"][t]) == lengths for t in TASK_TYPES)
-    assert all(meta["length_counts"][t][n] == 20 for t in TASK_TYPES for n in lengths[1:])
+    assert all(meta["length_counts"][t][n] == 20 for t in TASK_TYPES for n in lengths)
     rows = read_jsonl(data / "test_length.jsonl")
     assert sum(meta["counts"]["test_length"].values()) == len(rows)
     assert {str(r["length"]) for r in rows} == set(lengths)
     for split in ("train", "val"):
         tokens = np.fromfile(data / f"{split}.bin", dtype=np.uint16)
-        assert meta["tokens"][split] == len(tokens) == len(np.fromfile(data / f"{split}_places.bin", dtype=np.uint16))
+        assert meta["tokens"][split] == len(tokens) == len(np.fromfile(data / f"{split}_places.bin", dtype=np.uint16)) // 2
     assert meta["box"] == meta["config"]["tasks"]
     assert meta["config"]["name"] == "tiny" and meta["config"]["n_train_per_type"] == 300
     assert all(meta["max_completion_tokens"]["test_length"][t] > meta["max_completion_tokens"]["test"][t]
@@ -121,8 +121,8 @@ def test_meta(data):
 def test_places_files_hold_each_tokens_place(data):
     tok = get_tokenizer("math")
     tokens = np.fromfile(data / "train.bin", dtype=np.uint16).tolist()
-    places = np.fromfile(data / "train_places.bin", dtype=np.uint16).tolist()
-    assert places == stream_places(tok, tokens) and max(places) >= 3
+    places = np.fromfile(data / "train_places.bin", dtype=np.uint16).reshape(-1, 2).tolist()
+    assert places == [list(p) for p in stream_places(tok, tokens)] and max(p for p, _ in places) >= 3
 
 
 def test_bare_answers(tmp_path):

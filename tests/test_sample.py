@@ -25,7 +25,7 @@ def tiny_model(block_size=32):
 def ckpt(tmp_path_factory):
     path = tmp_path_factory.mktemp("sample") / "ckpt.pt"
     model = tiny_model()
-    save_checkpoint(str(path), **checkpoint_payload(model, torch.optim.AdamW(model.parameters()), {}, 7, "math"))
+    save_checkpoint(str(path), **checkpoint_payload(model, torch.optim.AdamW(model.parameters()), {}, 7, {"tokenizer": "math"}))
     return str(path)
 
 
@@ -111,13 +111,27 @@ def test_missing_checkpoint(tmp_path):
 
 
 def test_spaces_are_dropped_and_other_prompts_are_said_to_be_unchecked(ckpt):
-    r = run_sample(ckpt, "--prompt=3 + 4 = ?|-3+4=?|7/2=?|72 - x = 34 , x = ?")
+    r = run_sample(ckpt, "--prompt=3 + 4 = ?|-3+4=?|7/2=?|1.5+2=?|72 - x = 34 , x = ?")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].startswith("3+4=?") and "the answer is 7" in lines[1]       # checked, as 3+4=?
-    assert lines[2].startswith("-3+4=?") and lines[3] == "not one of the task forms: not checked"
-    assert lines[4].startswith("7/2=?") and lines[5] == "not one of the task forms: not checked"
-    assert lines[6].startswith("72-x=34, x=?") and "the answer is 38" in lines[7]
+    assert lines[2].startswith("note: a negative operand") and lines[3].startswith("-3+4=?")   # said before answering
+    assert lines[4] == "not one of the task forms: not checked"
+    assert lines[5].startswith("note: no single whole-number answer") and lines[6].startswith("7/2=?")
+    assert lines[8].startswith("note: a decimal number") and lines[9].startswith("1.5+2=?")
+    assert lines[11].startswith("72-x=34, x=?") and "the answer is 38" in lines[12]
+
+
+def test_a_prompt_outside_the_training_box_is_said_so_before_the_answer(ckpt, tmp_path):
+    checkpoint = torch.load(ckpt, weights_only=True)
+    checkpoint["box"] = {"a_plus_b_q": [[1, 3], [1, 3]]}
+    torch.save(checkpoint, tmp_path / "boxed.pt")
+    r = run_sample(str(tmp_path / "boxed.pt"), "--prompt=1234+5=?|123+45=?")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == ("note: first operand has 4 digits (trained on up to 3): longer than training, a "
+                        "length-generalisation test")
+    assert lines[1].startswith("1234+5=?") and lines[3].startswith("123+45=?")
 
 
 def test_a_completion_cut_at_block_size_says_so(ckpt):

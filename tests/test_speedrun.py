@@ -6,7 +6,7 @@ import shutil
 import subprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STAGES = ("machine", "data", "pretrain", "sft", "pairs", "dpo", "grpo", "eval", "eval_ood")
+STAGES = ("machine", "data", "pretrain", "sft", "pairs", "dpo", "grpo", "eval", "eval_uniform", "eval_length")
 
 
 def test_the_tiny_speedrun_runs_every_stage_and_writes_the_report(tmp_path):
@@ -21,4 +21,7 @@ def test_the_tiny_speedrun_runs_every_stage_and_writes_the_report(tmp_path):
     assert all(f"| {stage} |" in report for stage in STAGES)
     assert "| task | n | pretrain | sft | dpo | grpo | delta (grpo - pretrain) |" in report
     assert "![loss_curves.png](plots/loss_curves.png)" in report and (tmp_path / "out/tiny/plots/grpo.png").exists()
+    assert "## Accuracy by length (test_length.jsonl)" in report and "| grpo | 1 digits | 2 digits | 3 digits | 4 digits |" in report
+    assert "]* |" in report                                   # lengths past the box are marked
+    assert (tmp_path / "out/tiny/plots/length.png").exists()
     assert not (tmp_path / "report.md").exists() and not (tmp_path / "out" / "pretrain").exists()   # small's, untouched

@@ -83,7 +83,7 @@ def test_sft_batch_scores_only_completion_tokens():
     tok = get_tokenizer()
     completion = f"{THINK}1+2+0=3{END_THINK}3{END}"
     examples = [{"prompt": "1+2=?", "completion": completion}, {"prompt": "10+20=?", "completion": f"30{END}"}]
-    x, y = sft_batch(examples, [0, 1], tok, block_size=64, device="cpu")
+    x, y, places = sft_batch(examples, [0, 1], tok, block_size=64, device="cpu")
     prompt_len = len(tok.encode("1+2=?"))
     # row 0: targets before the last prompt position are ignored; then exactly the completion, shifted
     assert (y[0, :prompt_len - 1] == -1).all()
