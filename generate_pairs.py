@@ -22,6 +22,7 @@ import json
 import os
 import random
 import re
+from collections import Counter
 
 import numpy as np
 from tqdm import tqdm
@@ -29,9 +30,11 @@ from tqdm import tqdm
 from configurator import configure
 # only functions are imported by name: an imported string or tuple would become a config key
 from places import stream_places
-from tasks import (column_steps, completion, format_completion, is_correct, length_problems, other_answers,
-                   problem_length, sample_problems, solve, validate_task_digits, worked_solution)
-from tokenizer import get_tokenizer
+from tasks import (column_steps, completion, extract_answer, format_completion, has_canonical_format, is_correct,
+                   length_problems, other_answers, problem_length, sample_problems, solve, validate_task_digits,
+                   worked_solution)
+from tokenizer import END_THINK, THINK, get_tokenizer
+from worked import column_and_carry, is_true, split_steps
 
 # -----------------------------------------------------------------------------
 # default config: the small laptop dataset (config/data_small.py says the same)
@@ -63,10 +66,21 @@ policy = ''
 # DPO needs thousands of these pairs: from the small SFT model, 560 pairs (4,000 prompts x 4) lowered test
 # accuracy, 4,000 pairs (42,000 x 2) raised it; each prompt gives at most one pair, so 2 samples a prompt
 # find more pairs per sampled token than 4
-policy_prompts = 24000       # training prompts to sample (a tenth as many validation prompts for pairs_onpolicy_val)
+policy_prompts = 2800        # prompts to sample (a tenth as many validation prompts for pairs_onpolicy_val)
+policy_edge = 2              # the prompts: fresh problems of the first this many lengths past the data's box (DPO at
+                             # the edge of competence: README, DPO); 0: training prompts inside the box
 policy_samples = 2           # completions per prompt
 policy_temperature = 1.0
 policy_pairs = 'step'         # 'step': shared prefix + first wrong step (Step-DPO); 'completion': whole completions
+policy_chosen = 'reference'   # 'reference': a pair for every prompt with a wrong sample, the reference solution
+                              # chosen; 'own': only where one of the model's own samples is right (the same text)
+# self-improvement (Lee et al. 2025): --self_label=ckpt writes sft_self_<length>.jsonl, problems of self_length digits
+# labelled by that model itself, kept where its samples agree and every step is true (no true answer is used)
+self_label = ''
+self_length = 0              # 0: one digit past the data's box
+self_problems = 1000         # problems per type to label
+self_samples = 8             # samples per problem; a label needs a majority of them
+self_agreement = 0.5         # the share of the samples that must give the winning answer
 # -----------------------------------------------------------------------------
 
 
@@ -222,6 +236,31 @@ def first_wrong_step(prompt, chosen, rejected):
     return prompt + chosen[:cut], step(chosen), step(rejected)
 
 
+def room(tok, model, prompts, references):
+    """max_new_tokens for sampling: the longest reference and a wrong answer a little longer, within the
+    model's block_size."""
+    longest_prompt = max(len(tok.encode(p)) for p in prompts)
+    return min(max(len(tok.encode(r)) for r in references) + 16, model.config.block_size - longest_prompt)
+
+
+def policy_rows(data_dir, meta, split, n_prompts):
+    """The prompts to mine: rows {prompt, completion, A, type} of sft_<split>.jsonl (policy_edge=0), or fresh
+    problems of the first policy_edge lengths past the data's box, none of them a held-out prompt."""
+    from common import read_jsonl
+    from task_mix import held_out_problems
+    rng = random.Random(f"{seed}-{split}")
+    if not policy_edge:
+        rows = read_jsonl(os.path.join(data_dir, f"sft_{split}.jsonl"), ("prompt", "completion", "A", "type"))
+        return rng.sample(rows, min(n_prompts, len(rows)))
+    box = meta["box"]
+    longest = max(hi for digits in box.values() for _, hi in digits)
+    held_out = {p.prompt for p in held_out_problems(data_dir)}
+    per_cell = -(-n_prompts // (len(box) * policy_edge))
+    problems = [p for length in range(longest + 1, longest + 1 + policy_edge)
+                for p in length_problems(box, length, per_cell, rng, held_out)]
+    return sft_rows(problems)
+
+
 def mine_policy_pairs():
     """pairs_onpolicy_{train,val}.jsonl: for every prompt where the policy got some sample wrong, one pair
     whose rejected side is its own wrong completion and whose chosen side is its own right one, or the
@@ -229,18 +268,19 @@ def mine_policy_pairs():
     are the mistakes the model actually makes, which is what DPO can fix; synthetic refusals mostly
     teach it not to refuse."""
     import torch
-    from common import setup, load_checkpoint, model_from_checkpoint, check_data, read_jsonl, read_meta, complete
+    from common import setup, load_checkpoint, model_from_checkpoint, check_data, read_meta, complete
     data_dir = os.path.join(out_root, name)
     meta = read_meta(data_dir)
     rt = setup("auto", "auto", seed)
     ckpt = load_checkpoint(policy, rt.device)
     check_data(ckpt["tokenizer"], ckpt["model_args"]["vocab_size"], meta, policy, data_dir)
     model, tok = model_from_checkpoint(ckpt, rt.device), get_tokenizer(meta["tokenizer"])
-    max_new_tokens = max(meta["max_completion_tokens"]["train"].values()) + 16  # room for a longer wrong answer
+    if policy_chosen not in ("reference", "own"):
+        raise SystemExit(f"policy_chosen must be 'reference' or 'own', got {policy_chosen!r}")
     for split, n_prompts in (("train", policy_prompts), ("val", max(1, policy_prompts // 10))):
-        rows = read_jsonl(os.path.join(data_dir, f"sft_{split}.jsonl"), ("prompt", "completion", "A", "type"))
-        rows = random.Random(seed).sample(rows, min(n_prompts, len(rows)))
+        rows = policy_rows(data_dir, meta, split, n_prompts)
         prompts = [r["prompt"] for r in rows for _ in range(policy_samples)]
+        max_new_tokens = room(tok, model, prompts, [r["completion"] for r in rows])
         samples, _ = complete(model, tok, prompts, rt, max_new_tokens, temperature=policy_temperature,
                               generator=torch.Generator(rt.device).manual_seed(seed))
         pairs, wrong_by_type = [], {}
@@ -251,7 +291,7 @@ def mine_policy_pairs():
             own_right = r["completion"] in group
             wrong = [s for s in group if not is_correct(s, r["A"])]
             wrong_by_type.setdefault(r["type"], []).append(len(wrong) / len(group))
-            if wrong:
+            if wrong and (own_right or policy_chosen == "reference"):
                 prompt, chosen, rejected = r["prompt"], r["completion"], wrong[0]
                 if policy_pairs == "step":
                     prompt, chosen, rejected = first_wrong_step(prompt, chosen, rejected)
@@ -265,10 +305,79 @@ def mine_policy_pairs():
         print(f"  wrong samples per type at T={policy_temperature}: {rates}")
 
 
+def consistent(text):
+    """A completion checks out without knowing the true answer: every column step and comparison is a true
+    statement, and the answer is the run read backwards (with the sign its comparison gives)."""
+    if THINK not in text or END_THINK not in text or "|" not in text:
+        return False
+    worked = text[text.index(THINK) + len(THINK):text.index(END_THINK)]
+    steps = [s for s in split_steps(worked) if column_and_carry(s) is not None or re.fullmatch(r"\d[<=>]\d:?", s)]
+    run = worked[worked.rindex("|") + 1:]
+    answer = extract_answer(text)
+    return (bool(steps) and all(is_true(s) for s in steps) and run.isdigit() and answer is not None
+            and abs(int(answer)) == int(run[::-1]))
+
+
+def self_label_rows(problems, texts, samples, agreement):
+    """The self-labelled rows: per problem, the answer most of its samples give (with at least `agreement` of
+    them), and a sample with that answer that is consistent (every step true, the answer the run's) as the
+    completion. Returns the rows and, for the report only, how many of their labels are right."""
+    rows, right = [], 0
+    for i, p in enumerate(problems):
+        group = texts[i * samples:(i + 1) * samples]
+        answers = [extract_answer(t) if has_canonical_format(t) else None for t in group]
+        votes = Counter(a for a in answers if a is not None)
+        if not votes:
+            continue
+        answer, n = votes.most_common(1)[0]
+        if n < agreement * samples:
+            continue
+        worked = [t for t, a in zip(group, answers) if a == answer and consistent(t)]
+        if worked:
+            rows.append({"prompt": p.prompt, "completion": worked[0], "Q": p.prompt, "A": answer, "type": p.type,
+                         "self": True})
+            right += int(answer) == p.answer
+    return rows, right
+
+
+def self_improvement_data():
+    """sft_self_<length>.jsonl: self_problems fresh problems per type of self_length digits (none held out),
+    labelled by the self_label model itself: self_samples samples each at temperature 1, the majority answer
+    if at least self_agreement of them give it, and one of its samples whose every step is true. Lee et al.
+    2025 ("Self-Improving Transformers Overcome Easy-to-Hard and Length Generalization Challenges") filter by
+    majority vote and by length: no true answer is looked at (only counted for the report)."""
+    import torch
+    from common import setup, load_checkpoint, model_from_checkpoint, check_data, read_meta, complete
+    from task_mix import held_out_problems
+    data_dir = os.path.join(out_root, name)
+    meta = read_meta(data_dir)
+    rt = setup("auto", "auto", seed)
+    ckpt = load_checkpoint(self_label, rt.device)
+    check_data(ckpt["tokenizer"], ckpt["model_args"]["vocab_size"], meta, self_label, data_dir)
+    model, tok = model_from_checkpoint(ckpt, rt.device), get_tokenizer(meta["tokenizer"])
+    box = meta["box"]
+    length = self_length or max(hi for digits in box.values() for _, hi in digits) + 1
+    held_out = {p.prompt for p in held_out_problems(data_dir)}
+    problems = length_problems(box, length, self_problems, random.Random(f"{seed}-self-{length}"), held_out)
+    prompts = [p.prompt for p in problems for _ in range(self_samples)]
+    texts, _ = complete(model, tok, prompts, rt, room(tok, model, prompts, [completion(p) for p in problems]),
+                        temperature=1.0, generator=torch.Generator(rt.device).manual_seed(seed))
+    rows, right = self_label_rows(problems, texts, self_samples, self_agreement)
+    path = os.path.join(data_dir, f"sft_self_{length}.jsonl")
+    write_jsonl(path, rows)
+    print(f"{len(rows):,} of {len(problems):,} problems of length {length} self-labelled -> {path} "
+          f"({right / max(1, len(rows)):.1%} of the labels right, measured against the true answers)")
+    for t in box:
+        n = sum(r["type"] == t for r in rows)
+        print(f"  {t}: {n} labelled")
+
+
 def main():
     config = configure(globals())
     if policy:
         return mine_policy_pairs()
+    if self_label:
+        return self_improvement_data()
     tok = get_tokenizer(tokenizer)
     check_config(tok)
     rng = random.Random(seed)

@@ -64,6 +64,7 @@ def first_step(prompt):
     return 1, 1, False
 
 
+BLOCK_STRIDE = 16   # more than the tokens of any step
 _token_strings = {}
 
 
@@ -95,7 +96,10 @@ class PlaceTracker:
         elif not (is_digit(token) and is_digit(self.previous) and self.phase in ("run", "answer")):
             self.local += 1                          # a number outside the steps keeps its first digit's
         self.previous = token
-        return place, (self.local if self.phase != "done" or token == END else 0)
+        # a multiplication block's steps sit BLOCK_STRIDE further on than the last block's: a step that adds
+        # into the running sum finds the last block's step in its column, not an older one's
+        block = BLOCK_STRIDE * self.blocks if self.phase == "steps" else 0
+        return place, (self.local + block if self.phase != "done" or token == END else 0)
 
     def _place(self, token):
         if self.phase == "before":          # a bare answer (no worked solution) has no columns to follow

@@ -1,14 +1,22 @@
 """
 What GRPO practises: the task mix, as weights over (task type, digit-count cell) pairs, e.g.
 ("a_minus_b_q", (3, 3)) for 3-digit minus 3-digit problems, and the problems drawn from it. The mix is
-either configured per type or measured: the start checkpoint's errors on the validation split, cell by
-cell, since its mistakes cluster in a few cells (x+b=c fails when c gets a 4th digit).
+configured per type, or measured:
+- at the edge (practice='edge'): problems a few digits longer than the data's box, each (type, length)
+  weighted by how often a group of samples would have rewards that differ, which is GRPO's only signal:
+  nothing for what the model always solves or never does, most where it is right about half the time. The
+  edge is measured again as training goes, so practice moves outward as the model learns;
+- in the box (practice='box'): the start checkpoint's errors on the validation split, cell by cell, since its
+  mistakes cluster in a few cells (x+b=c fails when c gets a 4th digit).
 """
 import os
 from collections import Counter
 
-from common import read_problems
-from tasks import digit_cells, make_problem
+import numpy as np
+import torch
+
+from common import complete, read_problems
+from tasks import digit_cells, is_correct, length_cells, length_problems, make_problem, problem_length
 
 
 def held_out_problems(data_dir):
@@ -42,11 +50,54 @@ def auto_weights(problems, correct, floor):
     return {key: n / n_type[key[0]] * max(wrong[key] / n, floor) for key, n in n_cell.items()}
 
 
-def without_exhausted_cells(weights, held_out, task_digits):
+def informative(p, group_size):
+    """The probability that a group of group_size samples, each right with probability p, has rewards that
+    differ: the share of groups that give GRPO a gradient."""
+    return 1 - p ** group_size - (1 - p) ** group_size
+
+
+def edge_problems(box, lengths, n, held_out, rng):
+    """n problems of every type and each length past the box, none held out: what the edge is measured on."""
+    return [p for length in lengths for p in length_problems(box, length, n, rng, held_out)]
+
+
+@torch.no_grad()
+def measure_edge(model, tok, rt, problems, samples, max_new_tokens, seed):
+    """{(type, length): [success rate of each problem]} from `samples` completions at temperature 1."""
+    texts, _ = complete(model, tok, [p.prompt for p in problems for _ in range(samples)], rt, max_new_tokens,
+                        temperature=1.0, generator=torch.Generator(rt.device).manual_seed(seed))
+    rates = {}
+    for i, p in enumerate(problems):
+        right = sum(is_correct(t, p.answer) for t in texts[i * samples:(i + 1) * samples])
+        rates.setdefault((p.type, problem_length(p)), []).append(right / samples)
+    return rates
+
+
+def edge_weights(rates, box, group_size):
+    """{(type, cell): weight}: each (type, length) weighs the mean chance that a group of its problems is
+    informative, split evenly over the digit-count cells of that length."""
+    weights = {}
+    for (task_type, length), r in rates.items():
+        w = float(np.mean([informative(p, group_size) for p in r]))
+        cells = length_cells(task_type, box[task_type], length)
+        for cell in cells:
+            weights[(task_type, cell)] = weights.get((task_type, cell), 0.0) + w / len(cells)
+    return {key: w for key, w in weights.items() if w > 0}
+
+
+def describe_edge(rates, group_size):
+    """The measured edge, a line per type: its sampled accuracy and share of informative groups per length."""
+    lines = {}
+    for (task_type, length), r in sorted(rates.items()):
+        lines.setdefault(task_type, []).append(f"{length}: {np.mean(r):.2f}/{np.mean([informative(p, group_size) for p in r]):.2f}")
+    return "\n".join(f"  {t}  " + "  ".join(cells) for t, cells in lines.items())
+
+
+def without_exhausted_cells(weights, held_out):
     """The mix less the cells whose every problem is held out (a small cell, e.g. the 100 sums of two
     1-digit numbers, when the data held out a large share of each cell): nothing there can be practised."""
     n_held_out = Counter((p.type, p.cell) for p in held_out)
-    size = {(t, cell): n for t, digits in task_digits.items() for cell, n in digit_cells(t, digits)}
+    size = {(t, cell): next(digit_cells(t, tuple((d, d) for d in cell)))[1] for t, cell in weights}
     exhausted = [key for key in weights if n_held_out[key] >= size[key]]
     if len(exhausted) == len(weights):
         raise SystemExit("every problem of the task mix is held out: regenerate the data with a lower "

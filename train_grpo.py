@@ -12,10 +12,15 @@ completions of each with the KV-cache engine at `temperature`, reward them, turn
 advantages within each group, then take num_iterations clipped policy-gradient steps on the batch.
 
 The knobs
-  task_weights       {type: weight} of the problem mix, or None ("auto"): answer sft_val greedily with the
-                     start checkpoint; each type weighs its error rate, split over its digit-count cells
-                     (3-digit minus 3-digit, ...) by where its errors are, so practice goes where the
-                     answers are wrong (a cell's error rate counts as at least auto_weight_floor)
+  practice           where the problems come from when task_weights is None (task_mix.py):
+                     "edge": the edge of competence, 1..edge_lengths digits past the data's box. Each type and
+                     length is measured by sampling group_size completions of edge_per_length fresh problems,
+                     and weighs the share of its groups whose rewards would differ (GRPO's only signal): none
+                     for what the model always or never solves, most where it is right half the time. Measured
+                     again every edge_interval steps, so the practice moves outward as the model learns.
+                     "box": answer sft_val greedily with the start checkpoint; each type weighs its error rate,
+                     split over its digit-count cells by where its errors are (at least auto_weight_floor)
+  task_weights       {type: weight} of the problem mix inside the box, instead of a measured one
   scale_rewards      "group": (r - group mean) / group std (GRPO); "batch": divide by the batch's std;
                      "none": r - group mean (Dr. GRPO: the std division favours too-easy and too-hard prompts)
   loss_type          "grpo": token mean per completion, then mean (a long completion's tokens count less);
@@ -68,8 +73,8 @@ from common import (setup, wrap_model, teardown, get_lr, optimizer_step, save_ch
 from configurator import configure
 from model import generate, token_logprobs
 from places import completion_places
-from task_mix import (auto_weights, check_weights, describe_mix, draw_problems, held_out_problems,
-                      without_exhausted_cells)
+from task_mix import (auto_weights, check_weights, describe_edge, describe_mix, draw_problems, edge_problems,
+                      edge_weights, held_out_problems, measure_edge, without_exhausted_cells)
 from tasks import has_canonical_format, is_correct
 from tokenizer import get_tokenizer
 
@@ -85,12 +90,16 @@ n_eval_problems = 350                # greedy exact match on this many problems 
 # rollouts
 prompts_per_step = 16
 group_size = 8                       # completions per prompt; the advantage compares them with each other
-max_new_tokens = 160
+max_new_tokens = 256                 # a 6x3-digit product's worked solution has 228 tokens
 temperature = 1.0
 top_k = 0                            # 0: no top-k cut
 top_p = 1.0
-task_weights = None                  # None: "auto" (see above), or {type: weight}; left-out types get none
-auto_weight_floor = 0.005            # every cell keeps at least this error rate under "auto"
+task_weights = None                  # None: measured, where `practice` says (see above); or {type: weight}
+practice = "edge"                    # "edge": lengths past the data's box; "box": the box's weakest cells
+edge_lengths = 3                     # edge: the lengths 1..this many digits past the box
+edge_per_length = 16                 # edge: problems per type and length to measure it on, group_size samples each
+edge_interval = 40                   # edge: measure it again every this many steps, as the model learns
+auto_weight_floor = 0.005            # box: every cell keeps at least this error rate
 dynamic_sampling = True
 max_sampling_rounds = 4
 truncated = "mask"                   # "mask" or "penalize"
@@ -210,7 +219,7 @@ def check_config():
         raise SystemExit(f"group_size={group_size}: advantages compare the completions of a prompt with each "
                          "other, so they need a group; use group_size >= 2")
     for key, allowed in (("loss_type", LOSS_TYPES), ("scale_rewards", SCALE_REWARDS),
-                         ("truncated", ("mask", "penalize"))):
+                         ("truncated", ("mask", "penalize")), ("practice", ("edge", "box"))):
         if globals()[key] not in allowed:
             raise SystemExit(f"{key}={globals()[key]!r}; allowed: {', '.join(allowed)}")
     if sft_coef < 0:
@@ -281,6 +290,27 @@ def collect_batch(model, tok, rt, weights, held_out, iter_num):
         if len(rows["rewards"]) == prompts_per_step * group_size:
             break
     return rows, stats
+
+
+def measure_practice(model, tok, rt, task_digits, held_out, iter_num, log=None):
+    """The edge mix: sample group_size completions of edge_per_length fresh problems per type and length past
+    the box (seeded by the step, so a resumed run measures what it would have), and weigh each by its share
+    of informative groups. Under DDP every rank measures the same problems with the same seed, so the ranks
+    agree without a broadcast (the work is done world_size times)."""
+    longest = max(hi for digits in task_digits.values() for _, hi in digits)
+    problems = edge_problems(task_digits, range(longest + 1, longest + 1 + edge_lengths), edge_per_length,
+                             held_out, random.Random(f"{seed}-edge-{iter_num}"))
+    rates = measure_edge(model, tok, rt, problems, group_size, max_new_tokens, seed + iter_num)
+    weights = edge_weights(rates, task_digits, group_size)
+    if rt.master:
+        print(f"step {iter_num}: the edge (sampled accuracy / share of informative groups, by length)\n"
+              + describe_edge(rates, group_size))
+        if log:
+            log.write(iter=iter_num, split="edge", **{f"{t}/{n}": float(np.mean(r)) for (t, n), r in rates.items()})
+    if not weights:
+        raise SystemExit(f"step {iter_num}: no problem {edge_lengths} digits or less past the box gives a group "
+                         "whose rewards differ: every one is always right or always wrong; change edge_lengths")
+    return weights
 
 
 def check_filled(n_groups, mean_reward, rt):
@@ -403,10 +433,12 @@ def main():
         weights = ckpt["task_weights"]   # measured on the start checkpoint, not remeasured on a trained one
         if all(isinstance(key, str) for key in weights):   # written before the mix had cells: the same mix
             weights = check_weights(weights, task_digits, data_dir)
+    elif practice == "edge":
+        weights = measure_practice(model, tok, rt, task_digits, held_out, 0)
     else:
         correct = greedy_correct(model, tok, val_problems, rt, max_new_tokens)
         weights = auto_weights(val_problems, correct, auto_weight_floor)
-    weights = without_exhausted_cells(weights, held_out_list, task_digits)
+    weights = without_exhausted_cells(weights, held_out_list)
     del ckpt
 
     model, raw_model = wrap_model(model, rt, compile)
@@ -433,6 +465,9 @@ def main():
         if iter_num >= max_iters:
             break
 
+        if practice == "edge" and task_weights is None and iter_num % edge_interval == 0 and iter_num > 0:
+            weights = without_exhausted_cells(measure_practice(raw_model, tok, rt, task_digits, held_out, iter_num,
+                                                               log), held_out_list)
         t0 = time.time()
         rows, stats = collect_batch(raw_model, tok, rt, weights, held_out, iter_num)
         tokens_seen += sum(stats["lengths"]) * rt.world_size  # sampled tokens, across ranks

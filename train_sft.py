@@ -28,6 +28,8 @@ from tokenizer import get_tokenizer
 out_dir = "out/sft"
 data_dir = "data/small"
 init_from = "out/pretrain/ckpt.pt"   # a checkpoint path, "resume" (out_dir/ckpt.pt) or "gpt2"
+train_files = "sft_train.jsonl"      # in data_dir, comma-separated; every file gets an equal share of each batch
+                                     # (self-improvement: "sft_train.jsonl,sft_self_4.jsonl", README)
 overwrite = False                    # True: a fresh run may replace the checkpoint in out_dir
 eval_interval = 200
 log_interval = 25
@@ -94,7 +96,11 @@ def main():
     check_out_dir(out_dir, init_from == "resume", overwrite)
     meta = read_meta(data_dir)
     tok = get_tokenizer(meta["tokenizer"])
-    train = read_jsonl(os.path.join(data_dir, "sft_train.jsonl"), ("prompt", "completion"))
+    files = [read_jsonl(os.path.join(data_dir, f), ("prompt", "completion")) for f in train_files.split(",") if f]
+    if not files:
+        raise SystemExit("train_files is empty: name at least one file of data_dir, e.g. sft_train.jsonl")
+    train = [row for rows in files for row in rows]
+    offsets = np.cumsum([0] + [len(rows) for rows in files])   # file k's rows are train[offsets[k]:offsets[k+1]]
     val = read_jsonl(os.path.join(data_dir, "sft_val.jsonl"), ("prompt", "completion", "Q", "A", "type"))
     eval_problems = read_problems(os.path.join(data_dir, "sft_val.jsonl"))[:n_eval_problems]
     val_data = read_tokens(data_dir, "val")
@@ -120,7 +126,7 @@ def main():
     if start_pretrain_loss is None:
         start_pretrain_loss = pretrain_val_loss(raw_model, val_stream, block, rt, seed, tok.eot_id)
     if rt.master:
-        print(f"{len(train):,} training examples, {raw_model.num_params() / 1e6:.2f}M parameters, "
+        print(f"{len(train):,} training examples ({train_files}), {raw_model.num_params() / 1e6:.2f}M parameters, "
               f"pretraining val loss at start {start_pretrain_loss:.4f}")
 
     t0, t_start = time.time(), time.time()
@@ -149,7 +155,9 @@ def main():
 
         for micro_step in range(accum):
             rng = batch_rng(seed, iter_num, rt.rank * accum + micro_step)
-            x, y, places = sft_batch(train, rng.integers(0, len(train), size=batch_size), tok, block, rt.device)
+            k = rng.integers(0, len(files), size=batch_size)            # each file an equal share of the batch
+            ix = offsets[k] + (rng.random(batch_size) * (offsets[k + 1] - offsets[k])).astype(int)
+            x, y, places = sft_batch(train, ix, tok, block, rt.device)
             tokens_seen += int((y != -1).sum()) * rt.world_size
             with sync_context(model, micro_step, accum), rt.autocast:
                 _, loss = model(x, y, places=places)  # pretraining's loss; the -1 targets of prompt and padding are skipped

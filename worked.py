@@ -12,7 +12,7 @@ and the answer is the run read backwards (`1023` from `|3201`), without its lead
     345-178      3>1:5-8-0+10=7,4-7-1+10=6,3-1-1=1|761                    -> 167
     808-814      8=8,0<1:4-8-0+10=6,1-0-1=0,8-8-0=0|600                   -> -6
     345*67       *7:5*7+0+0=35,4*7+0+3=31,3*7+0+3=24;*6:5*6+1+0=31,4*6+4+3=31,3*6+2+3=23|51132 -> 23115
-    1222/47      1-0*47=1,12-0*47=12,122-2*47=28,282-6*47=0|6200          -> 26
+    1222/47      1-0*47=1-0=1,12-0*47=12-0=12,122-2*47=122-94=28,282-6*47=282-282=0|6200   -> 26
 
 - Subtraction first compares the numbers digit by digit from the top (`0<1`: a missing digit is 0) until
   they differ, then subtracts the smaller from the larger; a borrowing column writes its borrowed ten
@@ -22,7 +22,8 @@ and the answer is the run read backwards (`1023` from `|3201`), without its lead
   multiplier digit + the running sum's digit in that column + the carry. The multiplier is the shorter
   number, so a long number makes the blocks longer, never more numerous.
 - Long division brings down one digit of the dividend per step and multiplies and subtracts:
-  `282-6*47=0` says the quotient digit is 6 and the remainder 0, which is less than the divisor.
+  `282-6*47=282-282=0` says the quotient digit is 6, its product with the divisor 282 and the remainder 0,
+  which is less than the divisor.
 
 slip=(k, delta) adds delta to the result of the k-th column step (in division, to its quotient digit) and
 carries the error on through the later steps: that is how corrupted-step negatives are made. Compare steps
@@ -117,14 +118,15 @@ def mul_steps(a, b, slip=None):
 
 
 def div_steps(a, b, slip=None):
-    """a / b, exact: per digit of a from the top, 'current-q*b=remainder' with remainder < b; the current
-    number is the last remainder with the next digit brought down. The run is the quotient's digits."""
+    """a / b, exact: per digit of a from the top, 'current-q*b=current-product=remainder' with remainder < b;
+    the current number is the last remainder with the next digit brought down. The run is the quotient's
+    digits."""
     steps, quotient, r = [], [], 0
     for k, c in enumerate(str(a)):
         cur = 10 * r + int(c)
         q, r = divmod(cur, b)
         q = _slipped(q, k, slip)                     # a wrong quotient digit; the remainder stays right
-        steps.append(f"{cur}-{q}*{b}={r}")
+        steps.append(f"{cur}-{q}*{b}={cur}-{q * b}={r}")
         quotient.append(q)
     return ",".join(steps), [d for q in reversed(quotient) for d in digits_of(q)]
 
@@ -150,10 +152,10 @@ def is_true(step):
     if m:
         x, rel, y = int(m.group(1)), m.group(2), int(m.group(3))
         return {"<": x < y, "=": x == y, ">": x > y}[rel]
-    m = re.fullmatch(r"(\d+)-(\d+)\*(\d+)=(\d+)", step)
+    m = re.fullmatch(r"(\d+)-(\d+)\*(\d+)=(\d+)-(\d+)=(\d+)", step)
     if m:
-        cur, q, b, r = map(int, m.groups())
-        return b > 0 and cur - q * b == r and r < b
+        cur, q, b, cur2, product, r = map(int, m.groups())
+        return b > 0 and cur2 == cur and product == q * b and cur - product == r and r < b
     m = re.fullmatch(r"(\d+(?:[+\-*]\d+)*)=(-?\d+)", step)
     if not m:
         return False

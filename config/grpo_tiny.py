@@ -16,3 +16,5 @@ max_iters = 2
 warmup_iters = 0
 learning_rate = 1e-4
 min_lr = 1e-4
+# and no group at the edge differs either: practise in the box (the pipeline runs; README, GRPO, has the edge)
+practice = 'box'

@@ -174,13 +174,12 @@ def test_auto_weights_put_practice_in_the_cells_that_hold_the_errors():
 
 
 def test_cells_whose_every_problem_is_held_out_leave_the_mix():
-    digits = {"a_plus_b_q": ((1, 2), (1, 1))}
     sums = [Problem("a_plus_b_q", f"{a}+{b}=?", a + b) for a in range(10) for b in range(10)]   # all 100 of 1x1
     weights = {("a_plus_b_q", (1, 1)): 1.0, ("a_plus_b_q", (2, 1)): 2.0}
-    assert without_exhausted_cells(weights, sums, digits) == {("a_plus_b_q", (2, 1)): 2.0}
-    assert without_exhausted_cells(weights, sums[:99], digits) == weights
+    assert without_exhausted_cells(weights, sums) == {("a_plus_b_q", (2, 1)): 2.0}
+    assert without_exhausted_cells(weights, sums[:99]) == weights
     with pytest.raises(SystemExit, match="every problem of the task mix is held out"):
-        without_exhausted_cells({("a_plus_b_q", (1, 1)): 1.0}, sums, digits)
+        without_exhausted_cells({("a_plus_b_q", (1, 1)): 1.0}, sums)
 
 
 def test_configured_task_weights_spread_evenly_over_the_cells():

@@ -199,7 +199,7 @@ def test_a_packed_window_with_the_document_mask_scores_each_document_as_if_alone
     SFT and the engine see it alone (a coupled model has no position that runs across documents)."""
     from batches import document_mask
     model = coupled_model()
-    docs = [TOK.encode(p + completion(parse_prompt(p))) + [TOK.eot_id] for p in ("17+25=?", "x*7=245, x=?")]
+    docs = [TOK.encode(p + completion(parse_prompt(p))) + [TOK.eot_id] for p in ("17+25=?", "x*7=28, x=?")]
     packed = torch.tensor([docs[0] + docs[1]])
     places = torch.tensor([stream_places(TOK, docs[0] + docs[1])])
     logits, _ = model(packed, places=places, attn_mask=document_mask(packed, TOK.eot_id))
