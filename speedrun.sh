@@ -12,11 +12,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-size=small out=out report=report.md plots=plots fresh=0
+size=small out=out report=report.md plots=plots n=500 n_length=50 fresh=0
 for arg in "$@"; do
     case $arg in
         --fresh) fresh=1 ;;
-        --tiny) size=tiny out=out/tiny report=out/tiny/report.md plots=out/tiny/plots ;;
+        --tiny) size=tiny out=out/tiny report=out/tiny/report.md plots=out/tiny/plots n=20 n_length=10 ;;
         *) echo "usage: bash speedrun.sh [--tiny] [--fresh]" >&2; exit 2 ;;
     esac
 done
@@ -54,7 +54,10 @@ stage pairs    python generate_pairs.py config/data_$size.py --policy=$out/sft/c
 stage dpo      python train_dpo.py config/dpo_$size.py --overwrite=True
 stage grpo     python train_grpo.py config/grpo_$size.py --init_from=$out/dpo/ckpt.pt --overwrite=True
 CKPTS=$out/pretrain/ckpt.pt,$out/sft/ckpt.pt,$out/dpo/ckpt.pt,$out/grpo/ckpt.pt
-stage eval     python eval.py config/eval_$size.py --ckpt=$CKPTS --out_dir=$out/eval
-stage eval_uniform python eval.py config/eval_$size.py --ckpt=$CKPTS --source=test_uniform --out_dir=$out/eval_uniform
-stage eval_length python eval.py config/eval_$size.py --ckpt=$CKPTS --source=test_length --out_dir=$out/eval_length
+# 500 problems per type of each test set, 50 per type and length: four checkpoints' evaluations take ~2.5 minutes
+stage eval     python eval.py config/eval_$size.py --ckpt=$CKPTS --n_per_type=$n --out_dir=$out/eval
+stage eval_uniform python eval.py config/eval_$size.py --ckpt=$CKPTS --source=test_uniform --n_per_type=$n \
+                   --out_dir=$out/eval_uniform
+stage eval_length python eval.py config/eval_$size.py --ckpt=$CKPTS --source=test_length --n_per_type=$n_length \
+                  --out_dir=$out/eval_length
 python report.py --out_root=$out --report_path=$report --plots_dir=$plots

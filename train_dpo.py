@@ -45,7 +45,7 @@ eval_interval = 36
 log_interval = 10
 val_pairs_file = ""                  # "": pairs_file's _train -> _val if that exists (pairs_onpolicy_val.jsonl), else pairs_val.jsonl
 n_val_pairs = 500                    # held-out pairs for the eval metrics
-n_eval_problems = 350                # greedy exact match on this many held-out problems (50 per type)
+n_eval_problems = 140                # greedy exact match on this many held-out problems (20 per type)
 max_new_tokens = 160
 # DPO
 beta = 0.5                           # strength of the pull towards the reference: higher stays closer

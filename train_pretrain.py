@@ -48,7 +48,7 @@ qk_norm = False
 tie_embeddings = True
 # AdamW and its schedule
 learning_rate = 3e-3
-max_iters = 700
+max_iters = 550
 weight_decay = 0.1
 beta1 = 0.9
 beta2 = 0.99
