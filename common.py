@@ -5,6 +5,7 @@ batches, batched completion of text prompts with the KV-cache engine, and greedy
 tasks.is_correct (SFT, DPO, GRPO and eval.py share it). And eval.py's accuracy table, which the report
 card prints too. The interesting part of each stage (its data, its loss, its loop) stays in its own script.
 """
+import copy
 import json
 import math
 import os
@@ -16,6 +17,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from lora import add_lora, adapter_state, is_adapted, load_adapters, unload
 from model import GPT, GPTConfig, generate
 from places import PlaceTracker, completion_places
 from tasks import is_correct, problem_from_row
@@ -190,13 +192,29 @@ def load_checkpoint(path, device="cpu"):
         message = str(e).strip().splitlines()
         raise SystemExit(f"could not load checkpoint {path}: {type(e).__name__}"
                          + (f": {message[0]}" if message else ""))
-    missing = [k for k in ("model", "model_args", "tokenizer") if not isinstance(ckpt, dict) or k not in ckpt]
+    weights = ("adapters", "lora") if isinstance(ckpt, dict) and "adapters" in ckpt else ("model",)   # lora.py
+    missing = [k for k in (*weights, "model_args", "tokenizer") if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         raise SystemExit(f"{path} is not a checkpoint of nanomath's training scripts: no {', '.join(missing)}")
+    if "lora" in weights and not os.path.exists(ckpt["lora"]["base"]):
+        raise SystemExit(f"{path} holds LoRA adapters of the base checkpoint {ckpt['lora']['base']}, which is not "
+                         "there: the adapters mean nothing without it; put it back, or run from the directory "
+                         "the training ran in")
     return ckpt
 
 
-def model_from_checkpoint(ckpt, device, dropout=None):
+def model_from_checkpoint(ckpt, device, dropout=None, merge_lora=True):
+    """The GPT a checkpoint holds. An adapter checkpoint (lora.py) is its base checkpoint plus the adapters:
+    merged into a plain GPT (merge_lora), or kept apart as they trained, on a base quantized as it was."""
+    if "adapters" in ckpt:
+        settings = ckpt["lora"]
+        model = model_from_checkpoint(load_checkpoint(settings["base"], device), device, dropout)
+        shape = {k: v for k, v in ckpt["model_args"].items() if k != "dropout"}
+        if {k: v for k, v in asdict(model.config).items() if k != "dropout"} != shape:
+            raise SystemExit(f"the base checkpoint {settings['base']} is not the model its adapters trained on "
+                             "(another shape): it was replaced since")
+        load_adapters(add_lora(model, **settings), ckpt["adapters"], settings["base"])
+        return unload(model) if merge_lora else model
     model_args = dict(ckpt["model_args"])
     if dropout is not None:
         model_args["dropout"] = dropout
@@ -215,24 +233,43 @@ def check_out_dir(out_dir, resuming, overwrite):
                          "or pass another --out_dir")
 
 
-def start_model(init_from, out_dir, rt, dropout=0.0, stage=None):
+def start_model(init_from, out_dir, rt, dropout=0.0, stage=None, lora=None):
     """The starting point of a stage: init_from is "resume" (this stage's own out_dir/ckpt.pt, optimizer
     state and iteration included; it must have been written by the same stage) or the path of an earlier
-    stage's checkpoint. Returns (model, checkpoint dict, resuming, the checkpoint's path)."""
+    stage's checkpoint. lora: lora.settings' output; a fresh run then trains adapters on the checkpoint it
+    starts from (an adapter checkpoint merged), a resumed one the adapters of its own checkpoint.
+    Returns (model, checkpoint dict, resuming, the checkpoint's path)."""
     resuming = init_from == "resume"
     path = os.path.join(out_dir, "ckpt.pt") if resuming else init_from
     ckpt = load_checkpoint(path, rt.device)
     if resuming and ckpt.get("stage") != stage:
         raise SystemExit(f"{path} was not written by train_{stage}.py (its stage: {ckpt.get('stage', 'unknown')}): "
                          f"resume needs a {stage} checkpoint; to start from it, pass --init_from={path}")
-    return model_from_checkpoint(ckpt, rt.device, dropout), ckpt, resuming, path
+    model = model_from_checkpoint(ckpt, rt.device, dropout, merge_lora=not resuming)
+    if lora and not resuming:
+        add_lora(model, path, **lora)
+    return model, ckpt, resuming, path
+
+
+def reference_model(model, resuming, reference_from, device):
+    """DPO's and GRPO's frozen reference, the checkpoint the run started from. A LoRA policy is its own
+    reference: its base, with the adapters off (lora.adapters_off, where the reference is used), so no
+    second model is held. Otherwise a frozen copy of the model, reloaded from reference_from on a resume."""
+    if is_adapted(model):
+        return model
+    reference = (model_from_checkpoint(load_checkpoint(reference_from, device), device, dropout=0.0)
+                 if resuming else copy.deepcopy(model))
+    return reference.eval().requires_grad_(False)
 
 
 def checkpoint_payload(raw_model, optimizer, config, iter_num, meta, **extra):
     """What a checkpoint holds: weights, optimizer, model shape, config, iteration, and from the data's
     meta.json the tokenizer and the digit box it covered (sample.py and eval.py say when a problem is
-    outside it)."""
-    return dict(model=raw_model.state_dict(), optimizer=optimizer.state_dict(),
+    outside it). A LoRA model writes an adapter checkpoint: its adapters and their settings (lora.py; the
+    settings name the base checkpoint) in place of the weights."""
+    weights = (dict(adapters=adapter_state(raw_model), lora=raw_model.lora_settings) if is_adapted(raw_model)
+               else dict(model=raw_model.state_dict()))
+    return dict(**weights, optimizer=optimizer.state_dict(),
                 model_args=asdict(raw_model.config), config=config, iter_num=iter_num,
                 tokenizer=meta["tokenizer"], box=meta.get("box"), **extra)
 

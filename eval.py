@@ -11,6 +11,7 @@ on the same problems and compared in one table, with a paired-bootstrap CI of la
     python eval.py config/eval_small.py --source=prompts.txt --show_transcripts=True
     python eval.py config/eval_small.py --source=my_problems.jsonl     # rows with Q, A and type, like test.jsonl
     python eval.py config/eval_small.py --num_samples=16 --temperature=0.8
+    python eval.py config/eval_small.py --ckpt=out/sft_lora/ckpt.pt --merge_lora=False   # adapters kept apart
 
 Every table also gives accuracy by length (tasks.problem_length: the digits of the longest operand), and
 marks with * the lengths longer than any the checkpoint trained on (its digit box).
@@ -52,6 +53,8 @@ top_k = 0
 top_p = 1.0
 n_transcripts = 5           # examples per checkpoint written token by token to transcripts.jsonl
 show_transcripts = False    # and printed
+merge_lora = True           # an adapter checkpoint (lora.py): fold the adapters into its base, a plain model as fast
+                            # as one; False runs base and adapters as they trained (a quantized base stays so)
 device = "auto"
 dtype = "auto"
 seed = 1337
@@ -397,7 +400,7 @@ def check_writable(out_dir):
 def evaluate_path(name, path, checkpoint, problems, meta, rt):
     """Evaluate one loaded checkpoint and log one line (and transcripts)."""
     tok = get_tokenizer(checkpoint["tokenizer"])
-    model = model_from_checkpoint(checkpoint, rt.device)
+    model = model_from_checkpoint(checkpoint, rt.device, merge_lora=merge_lora)
     t0 = time.time()
     r = evaluate_checkpoint(model, tok, problems, rt, max_new_tokens, batch_size, num_samples, temperature, top_k,
                             top_p, meta.get("worked", True), n_transcripts, seed)

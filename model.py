@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 
 
 @dataclass
@@ -219,6 +220,9 @@ class GPT(nn.Module):
                 self.register_buffer("place_cos", cos, persistent=False)
                 self.register_buffer("place_sin", sin, persistent=False)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        # the training scripts' grad_checkpoint=True: keep only each block's input for the backward pass and
+        # recompute the rest of its activations there (about one more forward pass of compute)
+        self.grad_checkpoint = False
         if config.tie_embeddings:
             self.lm_head.weight = self.transformer.wte.weight
         self.apply(self._init_weights)
@@ -274,7 +278,10 @@ class GPT(nn.Module):
             rope = (cos.unsqueeze(1), sin.unsqueeze(1))                               # (B, 1, T, hd/2)
         x = self.transformer.drop(x)
         for block in self.transformer.h:
-            x = block(x, rope, attn_mask, kv_cache)
+            if self.grad_checkpoint and torch.is_grad_enabled():
+                x = checkpoint(block, x, rope, attn_mask, kv_cache, use_reentrant=False)
+            else:
+                x = block(x, rope, attn_mask, kv_cache)
         if kv_cache is not None:
             kv_cache.pos += T
         logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, vocab)

@@ -4,6 +4,7 @@ Complete arithmetic prompts with a checkpoint, printing the tokens as they are p
     python sample.py --ckpt=out/sft/ckpt.pt --prompt="17+19=?"
     python sample.py --ckpt=out/sft/ckpt.pt --prompt="17+19=?|x*7=2415, x=?" --show_tokens=True
     python sample.py --ckpt=out/sft/ckpt.pt --temperature=0.8 --top_k=5
+    python sample.py --ckpt=out/sft_lora/ckpt.pt --merge_lora=False   # LoRA adapters kept apart from the base
     python sample.py --ckpt=out/sft/ckpt.pt        # interactive: >>> 17+19=?   (quit, Ctrl-D or Ctrl-C to leave)
 
 Spaces are dropped (`3 + 4 = ?` is run as `3+4=?`). When a prompt is one of the task forms, the extracted answer
@@ -29,6 +30,7 @@ temperature = 0.0           # 0 is greedy
 top_k = 0                   # 0: all tokens
 top_p = 1.0
 show_tokens = False         # print every token as text(id, p=probability)
+merge_lora = True           # an adapter checkpoint (lora.py): fold the adapters into its base; False keeps them apart
 device = "auto"
 dtype = "auto"
 seed = 1337
@@ -129,7 +131,7 @@ def main():
     rt = setup(device, dtype, seed)
     checkpoint = load_checkpoint(ckpt, rt.device)
     tok = get_tokenizer(checkpoint["tokenizer"])
-    model = model_from_checkpoint(checkpoint, rt.device).eval()
+    model = model_from_checkpoint(checkpoint, rt.device, merge_lora=merge_lora).eval()
     generator = torch.Generator(device=rt.device).manual_seed(seed)
     prompts = [normalize_prompt(p) for p in prompt.split("|")] if prompt else []
     for p in prompts:

@@ -7,6 +7,8 @@ rejected one; the reference keeps it from drifting away from everything SFT taug
     python train_dpo.py config/dpo_small.py
     python train_dpo.py config/dpo_small.py --loss_type=ipo
     python train_dpo.py config/dpo_small.py --pairs_file=pairs_train.jsonl    # synthetic negatives
+    python train_dpo.py config/dpo_small.py --lora_rank=8 --lora_alpha=16 --out_dir=out/dpo_lora   # LoRA: the
+        # reference is the SFT model under the adapters, with them off (lora.py): no second model
     torchrun --standalone --nproc_per_node=2 train_dpo.py config/dpo_small.py --batch_size=16 \
         --gradient_accumulation_steps=2     # the same 32-pair batches, half on each process
 
@@ -15,7 +17,6 @@ logps/chosen, logps/rejected; the implicit reward of a completion is beta * log(
 Preference accuracy alone says nothing about math, so every eval also measures greedy exact-match
 accuracy on held-out problems.
 """
-import copy
 import os
 import time
 
@@ -25,10 +26,10 @@ import torch.nn.functional as F
 
 from batches import batch_rng
 from common import (setup, wrap_model, teardown, sync_context, check_grad_accum, get_lr, optimizer_step,
-                    save_checkpoint, load_checkpoint, model_from_checkpoint, start_model, checkpoint_payload,
-                    check_out_dir, check_data, MetricsLog, numbered_rows, read_problems, read_meta,
-                    encode_completions, greedy_accuracy)
+                    save_checkpoint, start_model, reference_model, checkpoint_payload, check_out_dir, check_data,
+                    MetricsLog, numbered_rows, read_problems, read_meta, encode_completions, greedy_accuracy)
 from configurator import configure
+from lora import adapters_off, describe, settings
 from model import token_logprobs
 from tokenizer import END, get_tokenizer
 
@@ -66,6 +67,13 @@ weight_decay = 0.0
 beta1 = 0.9
 beta2 = 0.99
 grad_clip = 1.0
+# LoRA (lora.py): adapters on the frozen start checkpoint, which is then also the reference (adapters off)
+lora_rank = 0                        # 0: every weight trains; > 0: adapters of this rank, only they train
+lora_alpha = 16.0                    # the adapters' update is scaled by lora_alpha / lora_rank
+lora_dropout = 0.0
+lora_targets = "all"                 # "attn", "mlp" or "all" (both)
+quantize_base = "none"               # with LoRA: "int8" or "int4" weights for the frozen base (QLoRA's idea)
+grad_checkpoint = False              # recompute block activations in the backward pass: less memory, more time
 # system
 device = "auto"
 dtype = "auto"
@@ -216,8 +224,9 @@ def reference_table(reference, tok, pairs, block_size, rt, batch_size):
     table = torch.zeros(len(pairs), 2, device=rt.device)
     for start in range(rt.rank * batch_size, len(pairs), rt.world_size * batch_size):
         end = min(start + batch_size, len(pairs))
-        table[start:end] = torch.stack(pair_logps(reference, *encode_pairs(tok, pairs[start:end], block_size,
-                                                                            rt.device), rt), dim=1)
+        with adapters_off(reference):
+            table[start:end] = torch.stack(pair_logps(reference, *encode_pairs(tok, pairs[start:end], block_size,
+                                                                                rt.device), rt), dim=1)
     if rt.ddp:
         dist.all_reduce(table)
     return table
@@ -226,12 +235,14 @@ def reference_table(reference, tok, pairs, block_size, rt, batch_size):
 @torch.no_grad()
 def reference_logps(reference, split, ix, idx, completion_mask, places, rt):
     """Reference log-probs (chosen (B,), rejected (B,)) of the pairs ix of a split: from the frozen
-    model, from its precomputed {split: table}, or zeros when the run is reference-free (reference None)."""
+    model (a LoRA policy's base: the policy with its adapters off), from its precomputed {split: table},
+    or zeros when the run is reference-free (reference None)."""
     if reference is None:
         return torch.zeros(len(ix), device=rt.device), torch.zeros(len(ix), device=rt.device)
     if isinstance(reference, dict):
         return reference[split][torch.as_tensor(ix, device=rt.device)].unbind(dim=1)
-    return pair_logps(reference, idx, completion_mask, places, rt)
+    with adapters_off(reference):
+        return pair_logps(reference, idx, completion_mask, places, rt)
 
 
 # -----------------------------------------------------------------------------
@@ -294,7 +305,9 @@ def main():
     decay_iters = lr_decay_iters or max_iters
 
     # the policy; dropout off, as in the reference, or the log-ratios would be noise even at step 0
-    model, ckpt, resuming, ckpt_path = start_model(init_from, out_dir, rt, dropout=0.0, stage="dpo")
+    model, ckpt, resuming, ckpt_path = start_model(init_from, out_dir, rt, dropout=0.0, stage="dpo",
+                                                   lora=settings(config))
+    model.grad_checkpoint = grad_checkpoint
     check_data(ckpt["tokenizer"], ckpt["model_args"]["vocab_size"], meta, ckpt_path, data_dir)
     tok = get_tokenizer(meta["tokenizer"])
     block_size = model.config.block_size
@@ -307,11 +320,7 @@ def main():
     # the reference is the SFT model the run started from, also after a resume (its path is in the checkpoint)
     reference_from = ckpt["reference_from"] if resuming else init_from
     del ckpt
-    reference = None
-    if not reference_free:
-        reference = (model_from_checkpoint(load_checkpoint(reference_from, rt.device), rt.device, dropout=0.0)
-                     if resuming else copy.deepcopy(model))
-        reference.eval().requires_grad_(False)
+    reference = None if reference_free else reference_model(model, resuming, reference_from, rt.device)
 
     train_path = os.path.join(data_dir, pairs_file)
     val_path = os.path.join(data_dir, val_pairs_file) if val_pairs_file else val_pairs_path(train_path, data_dir)
@@ -319,7 +328,8 @@ def main():
     val_pairs, val_skipped = read_pairs(val_path, tok, block_size)
     val_pairs = val_pairs[:n_val_pairs]
     eval_problems = read_problems(os.path.join(data_dir, "sft_val.jsonl"))[:n_eval_problems]
-    reference_kind = "none (reference_free)" if reference_free else "frozen copy"
+    reference_kind = ("none (reference_free)" if reference_free else "the policy with its adapters off"
+                      if reference is model else "frozen copy")
     if precompute_ref and not reference_free:
         t0 = time.time()
         reference = {split: reference_table(reference, tok, pairs, block_size, rt, batch_size)
@@ -334,7 +344,7 @@ def main():
                 print(f"{path}: skipped {len(skipped)} pairs longer than block_size {block_size} "
                       f"(lines {', '.join(map(str, skipped[:5]))}{', ...' if len(skipped) > 5 else ''})")
         print(f"{len(train_pairs):,} training pairs from {train_path}, {len(val_pairs)} val pairs from {val_path}, "
-              f"{raw_model.num_params() / 1e6:.2f}M parameters, reference {reference_from}: {reference_kind}")
+              f"{describe(raw_model)}, reference {reference_from}: {reference_kind}")
 
     t_start, train_time = time.time(), 0.0  # train_time: seconds in training steps since the last log line
     while True:

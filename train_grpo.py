@@ -5,6 +5,8 @@ completions that beat the other completions of the same prompt. Reads like nanoc
 
     python train_grpo.py config/grpo_small.py
     python train_grpo.py config/grpo_small.py --init_from=out/dpo/ckpt.pt --beta=0.04
+    python train_grpo.py config/grpo_small.py --init_from=out/dpo/ckpt.pt --lora_rank=8 --lora_alpha=16 \
+        --out_dir=out/grpo_lora      # LoRA (lora.py); with beta > 0 the reference is the base, adapters off
     torchrun --standalone --nproc_per_node=2 train_grpo.py config/grpo_small.py --prompts_per_step=8   # 16 a step
 
 One step: draw prompts_per_step problems (never a prompt of sft_val or a test split), sample group_size
@@ -27,7 +29,8 @@ The knobs
                      "dapo": mean over all tokens of the batch; "dr_grpo": sum / (completions * max_new_tokens)
   epsilon_low/high   the ratio is clipped to [1 - low, 1 + high]; high > low is DAPO's clip-higher, which
                      lets unlikely tokens that paid off grow faster than likely ones shrink
-  beta               weight of the k3 KL to the frozen start checkpoint; 0 does not even load it
+  beta               weight of the k3 KL to the frozen start checkpoint; 0 does not even load it (with LoRA
+                     the start checkpoint is the base under the adapters: they are switched off to score it)
   use_bias_correction_kl  weight each token's k3 by the policy ratio, as TRL 1.16 does by default: its gradient
                      is then the unbiased reverse-KL gradient off-policy (README: where nanomath differs from TRL)
   num_iterations     updates per batch of rollouts: more reuse of each (slow) batch, more off-policy
@@ -56,7 +59,6 @@ What is simplified, honestly
     completion tokens of all ranks, as TRL does), and the logs show rank 0's rollouts.
   - Dynamic sampling that runs out of rounds trains on the informative groups it has (logged as groups).
 """
-import copy
 import os
 import random
 import time
@@ -67,10 +69,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from batches import sft_batch
-from common import (setup, wrap_model, teardown, get_lr, optimizer_step, save_checkpoint, load_checkpoint,
-                    model_from_checkpoint, start_model, checkpoint_payload, check_out_dir, check_data, MetricsLog,
-                    read_jsonl, read_problems, read_meta, greedy_accuracy, greedy_correct, place_trackers)
+from common import (setup, wrap_model, teardown, get_lr, optimizer_step, save_checkpoint, start_model,
+                    reference_model, checkpoint_payload, check_out_dir, check_data, MetricsLog, read_jsonl,
+                    read_problems, read_meta, greedy_accuracy, greedy_correct, place_trackers)
 from configurator import configure
+from lora import adapters_off, describe, settings
 from model import generate, token_logprobs
 from places import completion_places
 from task_mix import (auto_weights, check_weights, describe_edge, describe_mix, draw_problems, edge_problems,
@@ -126,6 +129,13 @@ weight_decay = 0.0
 beta1 = 0.9
 beta2 = 0.99
 grad_clip = 1.0
+# LoRA (lora.py): adapters on the frozen start checkpoint, which is then also the KL reference (adapters off)
+lora_rank = 0                        # 0: every weight trains; > 0: adapters of this rank, only they train
+lora_alpha = 16.0                    # the adapters' update is scaled by lora_alpha / lora_rank
+lora_dropout = 0.0
+lora_targets = "all"                 # "attn", "mlp" or "all" (both)
+quantize_base = "none"               # with LoRA: "int8" or "int4" weights for the frozen base (QLoRA's idea)
+grad_checkpoint = False              # recompute block activations in the backward pass: less memory, more time
 # system
 device = "auto"
 dtype = "auto"
@@ -362,7 +372,7 @@ def policy_update(model, reference, optimizer, idx, places, mask, sample_logps, 
     model.train()
     ref_logps = None
     if reference is not None:
-        with torch.no_grad(), rt.autocast:
+        with torch.no_grad(), rt.autocast, adapters_off(reference):
             ref_logps = token_logprobs(reference(idx, places=places)[0], idx, temperature)   # (B, T-1)
     num_tokens = None
     if rt.ddp:   # dapo's divisor: the completion tokens of all ranks, per rank
@@ -406,7 +416,9 @@ def main():
                          "regenerate the data with generate_pairs.py")
     decay_iters = lr_decay_iters or max_iters
 
-    model, ckpt, resuming, ckpt_path = start_model(init_from, out_dir, rt, dropout=0.0, stage="grpo")
+    model, ckpt, resuming, ckpt_path = start_model(init_from, out_dir, rt, dropout=0.0, stage="grpo",
+                                                   lora=settings(config))
+    model.grad_checkpoint = grad_checkpoint
     check_data(ckpt["tokenizer"], ckpt["model_args"]["vocab_size"], meta, ckpt_path, data_dir)
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), rt.device_type)
     iter_num = 0
@@ -416,11 +428,7 @@ def main():
         iter_num, tokens_seen = ckpt["iter_num"], ckpt["tokens_seen"]
     # the KL reference is the checkpoint the run started from, also after a resume (its path is in the checkpoint)
     reference_from = ckpt["reference_from"] if resuming else init_from
-    reference = None
-    if beta > 0:
-        reference = (model_from_checkpoint(load_checkpoint(reference_from, rt.device), rt.device, dropout=0.0)
-                     if resuming else copy.deepcopy(model))
-        reference.eval().requires_grad_(False)
+    reference = reference_model(model, resuming, reference_from, rt.device) if beta > 0 else None
 
     held_out_list = held_out_problems(data_dir)
     held_out = frozenset(p.prompt for p in held_out_list)
@@ -444,7 +452,7 @@ def main():
     model, raw_model = wrap_model(model, rt, compile)
     log = MetricsLog(out_dir, resume_iter=iter_num if resuming else None) if rt.master else None
     if rt.master:
-        print(f"{raw_model.num_params() / 1e6:.2f}M parameters from {ckpt_path}, reference: "
+        print(f"{describe(raw_model)} from {ckpt_path}, reference: "
               f"{reference_from if beta > 0 else 'none (beta=0)'}, {prompts_per_step} prompts x {group_size} "
               f"completions per step, device {rt.device} ({rt.dtype}), {rt.world_size} process(es)")
         print("task mix (type share: heaviest digit-count cells)\n" + describe_mix(weights))

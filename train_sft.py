@@ -5,6 +5,8 @@ model spends nothing on predicting the random operands of the prompt. The loss i
 model(x, y), with the targets of the prompt and the padding set to -1.
 
     python train_sft.py config/sft_small.py
+    python train_sft.py config/sft_small.py --lora_rank=8 --lora_alpha=16 --learning_rate=1e-3 \
+        --out_dir=out/sft_lora    # LoRA (lora.py): adapters on the frozen pretrained model, and only they train
     torchrun --standalone --nproc_per_node=2 train_sft.py config/sft_small.py --batch_size=32 \
         --gradient_accumulation_steps=2     # the same 64-example batches, half on each process
 """
@@ -20,6 +22,7 @@ from common import (setup, wrap_model, teardown, sync_context, check_grad_accum,
                     save_checkpoint, start_model, checkpoint_payload, check_out_dir, check_data, MetricsLog,
                     read_jsonl, read_problems, read_meta, greedy_accuracy)
 from configurator import configure
+from lora import describe, settings
 from model import GPT
 from tokenizer import get_tokenizer
 
@@ -48,6 +51,13 @@ beta1 = 0.9
 beta2 = 0.99
 grad_clip = 1.0
 dropout = 0.0
+# LoRA (lora.py): adapters on the frozen start checkpoint; out_dir/ckpt.pt then holds only them and its path
+lora_rank = 0                        # 0: every weight trains; > 0: adapters of this rank, only they train
+lora_alpha = 16.0                    # the adapters' update is scaled by lora_alpha / lora_rank
+lora_dropout = 0.0
+lora_targets = "all"                 # "attn", "mlp" or "all" (both)
+quantize_base = "none"               # with LoRA: "int8" or "int4" weights for the frozen base (QLoRA's idea)
+grad_checkpoint = False              # recompute block activations in the backward pass: less memory, more time
 device = "auto"
 dtype = "auto"
 compile = False
@@ -91,6 +101,11 @@ def main():
         raise SystemExit("init_from='scratch': SFT starts from a checkpoint; for SFT without pretraining, write an "
                          "untrained one with `python train_pretrain.py --max_iters=0 --out_dir=out/untrained` and "
                          "pass --init_from=out/untrained/ckpt.pt")
+    lora = settings(config)
+    if lora and init_from == "gpt2":
+        raise SystemExit("init_from='gpt2' with LoRA: an adapter checkpoint names the checkpoint of its base, so write "
+                         "GPT-2's weights to one first (python train_pretrain.py --init_from=gpt2 --max_iters=0 "
+                         "--out_dir=out/gpt2) and pass --init_from=out/gpt2/ckpt.pt")
     rt = setup(device, dtype, seed)
     accum = check_grad_accum(gradient_accumulation_steps, rt)
     check_out_dir(out_dir, init_from == "resume", overwrite)
@@ -110,8 +125,9 @@ def main():
         model = GPT.from_pretrained("gpt2", dropout=dropout).to(rt.device)
         check_data("gpt2", model.config.vocab_size, meta, "gpt2 (Hugging Face)", data_dir)
     else:
-        model, ckpt, resuming, ckpt_path = start_model(init_from, out_dir, rt, dropout, stage="sft")
+        model, ckpt, resuming, ckpt_path = start_model(init_from, out_dir, rt, dropout, stage="sft", lora=lora)
         check_data(ckpt["tokenizer"], ckpt["model_args"]["vocab_size"], meta, ckpt_path, data_dir)
+    model.grad_checkpoint = grad_checkpoint
     block = model.config.block_size
     val_stream = (val_data, read_tokens(data_dir, "val_places"), document_starts(val_data, tok.eot_id, block))
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), rt.device_type)
@@ -126,7 +142,7 @@ def main():
     if start_pretrain_loss is None:
         start_pretrain_loss = pretrain_val_loss(raw_model, val_stream, block, rt, seed, tok.eot_id)
     if rt.master:
-        print(f"{len(train):,} training examples ({train_files}), {raw_model.num_params() / 1e6:.2f}M parameters, "
+        print(f"{len(train):,} training examples ({train_files}), {describe(raw_model)}, "
               f"pretraining val loss at start {start_pretrain_loss:.4f}")
 
     t0, t_start = time.time(), time.time()
