@@ -12,7 +12,14 @@ for every new token. With --rollout_ckpt=out/sft/ckpt.pt, also GRPO's rollouts f
 prompts, its groups, temperature 1), with the rows that stopped dropped from the batch or kept to the end.
 
     python bench.py --rollout_ckpt=out/sft/ckpt.pt --compile_variants=False
+
+With --memory=True, instead: the memory of one AdamW training step of the shape, fully fine-tuned or with LoRA
+(lora.py), a quantized base and gradient checkpointing (README: LoRA has the table, one fresh process a row):
+
+    MALLOC_MMAP_THRESHOLD_=65536 python bench.py --memory=True --n_layer=12 --n_head=12 --n_embd=768 \
+        --vocab_size=50304 --batch_size=8 --lora_rank=32 --lora_alpha=64 --quantize_base=int8 --grad_checkpoint=True
 """
+import ctypes
 import dataclasses
 import math
 import os
@@ -24,6 +31,7 @@ import torch.nn.functional as F
 
 from common import load_checkpoint, model_from_checkpoint, peak_flops, place_trackers, read_jsonl, setup
 from configurator import configure
+from lora import add_lora, describe, settings
 from model import GPT, GPTConfig, generate
 from tokenizer import get_tokenizer
 
@@ -43,6 +51,13 @@ data_dir = "data/small"
 rollout_prompts = 64        # prompts of one rollout batch, each sampled group_size times
 group_size = 8
 rollout_tokens = 200        # max_new_tokens of a rollout (train_grpo.py's default)
+memory = False              # True: the memory of one training step instead (fp32, pos and shape as above)
+lora_rank = 0               # memory: 0 trains every weight; > 0 LoRA adapters of this rank (train_sft.py's keys)
+lora_alpha = 16.0
+lora_dropout = 0.0
+lora_targets = "all"
+quantize_base = "none"
+grad_checkpoint = False
 device = "auto"
 
 
@@ -105,9 +120,70 @@ def time_training(model, optimizer, autocast, device):
     return steps * batch_size * block_size / (time.perf_counter() - t0)
 
 
+def proc_status(key):
+    """A size from /proc/self/status (VmRSS: resident now; VmHWM: its peak), in bytes."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":"))
+
+
+def step_memory(model, optimizer, device):
+    """Bytes in use before one training step (the weights, and the AdamW state a first step allocated), at
+    its peak, and the step's seconds. On a GPU, torch's allocator counts them. On a CPU, the process's resident set: freed heap goes
+    back to the system (malloc_trim), /proc/self/clear_refs resets the peak (VmHWM) to the present size, and
+    the step's peak is read after it; everything the process holds counts, torch's own ~0.3 GB included. Run
+    it with MALLOC_MMAP_THRESHOLD_=65536: glibc then maps every allocation over 64 KiB apart and unmaps it when
+    freed, so the resident size follows the live tensors (without it, freed memory that glibc kept for reuse
+    added 0.4 GB to the peak of one of the README's variants and not to another's)."""
+    x = torch.randint(0, vocab_size, (batch_size, block_size), device=device)
+    y = torch.randint(0, vocab_size, (batch_size, block_size), device=device)
+
+    def step():
+        _, loss = model(x, y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before, t0 = torch.cuda.memory_allocated(), time.perf_counter()
+        step()
+        torch.cuda.synchronize()
+        return before, torch.cuda.max_memory_allocated(), time.perf_counter() - t0
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError as e:
+        raise SystemExit(f"--memory=True on a CPU resets the peak resident size through /proc/self/clear_refs "
+                         f"(Linux): {e.strerror}")
+    before, t0 = proc_status("VmRSS"), time.perf_counter()
+    step()
+    return before, proc_status("VmHWM"), time.perf_counter() - t0
+
+
+def measure_memory(config, rt):
+    """One line: the peak memory of a training step of this shape and how it trains."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=block_size, vocab_size=vocab_size, n_layer=n_layer, n_head=n_head,
+                          n_embd=n_embd, pos=pos)).to(rt.device)
+    lora = settings(config)
+    if lora:
+        add_lora(model, "", **lora)
+    model.grad_checkpoint = grad_checkpoint
+    optimizer = model.configure_optimizers(0.1, 1e-4, (0.9, 0.99), rt.device_type)
+    before, peak, seconds = step_memory(model, optimizer, rt.device)
+    print(f"{describe(model)}, grad_checkpoint={grad_checkpoint}: peak {peak / 2**20:,.0f} MiB in a training step, "
+          f"{before / 2**20:,.0f} MiB before it; the step took {seconds:.1f}s ({rt.device}, float32, batch "
+          f"{batch_size} x {block_size} tokens)")
+
+
 def main():
-    configure(globals())
+    config = configure(globals())
     rt = setup(device, "float32")
+    if memory:
+        return measure_memory(config, rt)
     dev = rt.device
     print(f"device {dev}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"shape {n_layer}L x {n_embd}d x {n_head}h, batch {batch_size} x {block_size} tokens")

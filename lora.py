@@ -148,7 +148,7 @@ class LoRALinear(nn.Module):
         self.lora_B = nn.Linear(rank, base.out_features, bias=False, device=device)   # (out, r)
         nn.init.zeros_(self.lora_B.weight)                   # B = 0: the model starts as the base
         self.scaling = alpha / rank
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()   # p=0 would still copy x and keep a mask
         self.enabled = True                                  # adapters_off turns it off
         self.merged = False                                  # merge: the update lives in the base weight
 
@@ -262,7 +262,7 @@ def load_adapters(model, state, path=""):
 
 def describe(model):
     """'0.83M parameters', and for an adapted model how many train and how its base is stored."""
-    n = sum(p.numel() for p in model.parameters())      # a quantized weight is a buffer: count it too
+    n = model.num_params()                              # a quantized weight is a buffer: count it too
     n += sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, QuantLinear))
     if not is_adapted(model):
         return f"{n / 1e6:.2f}M parameters"
