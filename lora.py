@@ -6,8 +6,8 @@ A LoRA layer keeps its base weight W (out, in) frozen and learns a low-rank upda
 
     y = x W^T + b + (alpha / r) * dropout(x) A^T B^T            A (r, in), B (out, r)
 
-A starts random and B at zero, so step 0 is exactly the base model. Only A and B train: AdamW keeps two
-numbers per trained weight, r * (in + out) per layer instead of in * out. The stage scripts take
+A starts random and B at zero, so step 0 is exactly the base model. Only A and B train, r * (in + out)
+weights a layer instead of in * out, and AdamW keeps its two moments for them alone. The stage scripts take
 
     lora_rank      r; 0 (the default) trains every weight
     lora_alpha     the update is scaled by alpha / r: alpha = 2r keeps the scale as r changes
@@ -25,8 +25,8 @@ dequantized on the fly, one layer at a time, in the forward and again in the bac
 only the quantized weights and no float copy of the base. With s the scale of a weight's row or group:
     int8   s = max |w| of the output row / 127, q = round(w / s) in [-127, 127]
     int4   s = max |w| of a group of 32 inputs / 7, q = round(w / s) in [-7, 7], two q a byte
-and every dequantized weight q * s is within s / 2 of w (rounding to the nearest level; float32 adds at most
-1e-5 of s): int8 within 1/254 of its row's largest weight, int4 within 1/14 of its group's (tested). QLoRA's
+and every dequantized weight q * s is within s / 2 of w (rounding to the nearest level; float32 arithmetic
+adds at most 1e-5 of that): int8 within 1/254 of its row's largest weight, int4 within 1/14 of its group's (tested). QLoRA's
 4-bit NF4 spaces its levels by a normal distribution instead; uniform levels keep the bound this simple.
 """
 from contextlib import contextmanager
