@@ -54,6 +54,8 @@ tasks = {
 }
 corner_share = 0.2           # training problems drawn from the hard corners (tasks.corner_problem)
 n_train_per_type = 6000
+# the types whose steps hold a multiplication get three times as many: they are what the small model learns last
+n_train_by_type = {"a_times_b_q": 18000, "a_over_b_q": 18000, "x_times_b_eq_c_q": 18000}
 n_val_per_type = 500
 n_test_per_type = 1000       # test.jsonl and test_uniform.jsonl each
 n_length_per_type = 200      # test_length.jsonl: per type and length (fewer where a length holds fewer problems)
@@ -184,6 +186,8 @@ def check_config(tok):
     for key in ("n_train_per_type", "n_val_per_type", "n_test_per_type", "n_length_per_type"):
         if globals()[key] < 1:
             raise SystemExit(f"{key} must be >= 1, got {globals()[key]}")
+    if set(n_train_by_type) - set(tasks) or any(type(n) is not int or n < 1 for n in n_train_by_type.values()):
+        raise SystemExit(f"n_train_by_type must map task types of `tasks` to counts >= 1, got {n_train_by_type!r}")
     if not 0 <= corner_share <= 1:
         raise SystemExit(f"corner_share must be in [0, 1], got {corner_share}")
     if not 0 < held_out_max_share <= 1:
@@ -215,7 +219,9 @@ def sample_splits(rng):
                         ("val", lambda: sample_problems(tasks, n_val_per_type, rng, held_out, held_out_max_share))):
         splits[split] = draw()
         held_out |= {p.prompt for p in splits[split]}
-    splits["train"] = sample_problems(tasks, n_train_per_type, rng, held_out, corner_share=corner_share)
+    counts = {t: n_train_by_type.get(t, n_train_per_type) for t in tasks}
+    splits["train"] = [p for n in sorted(set(counts.values())) for p in sample_problems(
+        {t: d for t, d in tasks.items() if counts[t] == n}, n, rng, held_out, corner_share=corner_share)]
     rng.shuffle(splits["train"])   # mix the types in the training files
     rng.shuffle(splits["val"])
     return splits
