@@ -242,6 +242,17 @@ def first_wrong_step(prompt, chosen, rejected):
     return prompt + chosen[:cut], step(chosen), step(rejected)
 
 
+def load_sampler(ckpt_path):
+    """(data_dir, meta, runtime, model, tokenizer) of a checkpoint that will sample from this data."""
+    from common import setup, load_checkpoint, model_from_checkpoint, check_data, read_meta
+    data_dir = os.path.join(out_root, name)
+    meta = read_meta(data_dir)
+    rt = setup("auto", "auto", seed)
+    ckpt = load_checkpoint(ckpt_path, rt.device)
+    check_data(ckpt["tokenizer"], ckpt["model_args"]["vocab_size"], meta, ckpt_path, data_dir)
+    return data_dir, meta, rt, model_from_checkpoint(ckpt, rt.device), get_tokenizer(meta["tokenizer"])
+
+
 def room(tok, model, prompts, references):
     """max_new_tokens for sampling: the longest reference and a wrong answer a little longer, within the
     model's block_size."""
@@ -274,13 +285,8 @@ def mine_policy_pairs():
     are the mistakes the model actually makes, which is what DPO can fix; synthetic refusals mostly
     teach it not to refuse."""
     import torch
-    from common import setup, load_checkpoint, model_from_checkpoint, check_data, read_meta, complete
-    data_dir = os.path.join(out_root, name)
-    meta = read_meta(data_dir)
-    rt = setup("auto", "auto", seed)
-    ckpt = load_checkpoint(policy, rt.device)
-    check_data(ckpt["tokenizer"], ckpt["model_args"]["vocab_size"], meta, policy, data_dir)
-    model, tok = model_from_checkpoint(ckpt, rt.device), get_tokenizer(meta["tokenizer"])
+    from common import complete
+    data_dir, meta, rt, model, tok = load_sampler(policy)
     if policy_chosen not in ("reference", "own"):
         raise SystemExit(f"policy_chosen must be 'reference' or 'own', got {policy_chosen!r}")
     for split, n_prompts in (("train", policy_prompts), ("val", max(1, policy_prompts // 10))):
@@ -353,14 +359,9 @@ def self_improvement_data():
     2025 ("Self-Improving Transformers Overcome Easy-to-Hard and Length Generalization Challenges") filter by
     majority vote and by length: no true answer is looked at (only counted for the report)."""
     import torch
-    from common import setup, load_checkpoint, model_from_checkpoint, check_data, read_meta, complete
+    from common import complete
     from task_mix import held_out_problems
-    data_dir = os.path.join(out_root, name)
-    meta = read_meta(data_dir)
-    rt = setup("auto", "auto", seed)
-    ckpt = load_checkpoint(self_label, rt.device)
-    check_data(ckpt["tokenizer"], ckpt["model_args"]["vocab_size"], meta, self_label, data_dir)
-    model, tok = model_from_checkpoint(ckpt, rt.device), get_tokenizer(meta["tokenizer"])
+    data_dir, meta, rt, model, tok = load_sampler(self_label)
     box = meta["box"]
     length = self_length or max(hi for digits in box.values() for _, hi in digits) + 1
     held_out = {p.prompt for p in held_out_problems(data_dir)}
