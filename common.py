@@ -99,6 +99,9 @@ def wrap_model(model, rt, compile=False):
 
 def teardown(rt):
     if rt.ddp:
+        # every rank reaches the barrier before any tears gloo down: a rank that destroys the group while
+        # another is still in its last collective aborts that one ("terminate called without an active exception")
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -54,6 +54,8 @@ tasks = {
 }
 corner_share = 0.2           # training problems drawn from the hard corners (tasks.corner_problem)
 n_train_per_type = 6000
+# the types whose steps hold a multiplication get three times as many: they are what the small model learns last
+n_train_by_type = {"a_times_b_q": 18000, "a_over_b_q": 18000, "x_times_b_eq_c_q": 18000}
 n_val_per_type = 500
 n_test_per_type = 1000       # test.jsonl and test_uniform.jsonl each
 n_length_per_type = 200      # test_length.jsonl: per type and length (fewer where a length holds fewer problems)
@@ -184,6 +186,8 @@ def check_config(tok):
     for key in ("n_train_per_type", "n_val_per_type", "n_test_per_type", "n_length_per_type"):
         if globals()[key] < 1:
             raise SystemExit(f"{key} must be >= 1, got {globals()[key]}")
+    if set(n_train_by_type) - set(tasks) or any(type(n) is not int or n < 1 for n in n_train_by_type.values()):
+        raise SystemExit(f"n_train_by_type must map task types of `tasks` to counts >= 1, got {n_train_by_type!r}")
     if not 0 <= corner_share <= 1:
         raise SystemExit(f"corner_share must be in [0, 1], got {corner_share}")
     if not 0 < held_out_max_share <= 1:
@@ -215,7 +219,9 @@ def sample_splits(rng):
                         ("val", lambda: sample_problems(tasks, n_val_per_type, rng, held_out, held_out_max_share))):
         splits[split] = draw()
         held_out |= {p.prompt for p in splits[split]}
-    splits["train"] = sample_problems(tasks, n_train_per_type, rng, held_out, corner_share=corner_share)
+    counts = {t: n_train_by_type.get(t, n_train_per_type) for t in tasks}
+    splits["train"] = [p for n in sorted(set(counts.values())) for p in sample_problems(
+        {t: d for t, d in tasks.items() if counts[t] == n}, n, rng, held_out, corner_share=corner_share)]
     rng.shuffle(splits["train"])   # mix the types in the training files
     rng.shuffle(splits["val"])
     return splits
@@ -234,6 +240,17 @@ def first_wrong_step(prompt, chosen, rejected):
         end = re.search(r"[,:;]|</think>|<\|end\|>", text[cut:])
         return text[cut:cut + end.end()] if end else text[cut:]
     return prompt + chosen[:cut], step(chosen), step(rejected)
+
+
+def load_sampler(ckpt_path):
+    """(data_dir, meta, runtime, model, tokenizer) of a checkpoint that will sample from this data."""
+    from common import setup, load_checkpoint, model_from_checkpoint, check_data, read_meta
+    data_dir = os.path.join(out_root, name)
+    meta = read_meta(data_dir)
+    rt = setup("auto", "auto", seed)
+    ckpt = load_checkpoint(ckpt_path, rt.device)
+    check_data(ckpt["tokenizer"], ckpt["model_args"]["vocab_size"], meta, ckpt_path, data_dir)
+    return data_dir, meta, rt, model_from_checkpoint(ckpt, rt.device), get_tokenizer(meta["tokenizer"])
 
 
 def room(tok, model, prompts, references):
@@ -268,13 +285,8 @@ def mine_policy_pairs():
     are the mistakes the model actually makes, which is what DPO can fix; synthetic refusals mostly
     teach it not to refuse."""
     import torch
-    from common import setup, load_checkpoint, model_from_checkpoint, check_data, read_meta, complete
-    data_dir = os.path.join(out_root, name)
-    meta = read_meta(data_dir)
-    rt = setup("auto", "auto", seed)
-    ckpt = load_checkpoint(policy, rt.device)
-    check_data(ckpt["tokenizer"], ckpt["model_args"]["vocab_size"], meta, policy, data_dir)
-    model, tok = model_from_checkpoint(ckpt, rt.device), get_tokenizer(meta["tokenizer"])
+    from common import complete
+    data_dir, meta, rt, model, tok = load_sampler(policy)
     if policy_chosen not in ("reference", "own"):
         raise SystemExit(f"policy_chosen must be 'reference' or 'own', got {policy_chosen!r}")
     for split, n_prompts in (("train", policy_prompts), ("val", max(1, policy_prompts // 10))):
@@ -347,14 +359,9 @@ def self_improvement_data():
     2025 ("Self-Improving Transformers Overcome Easy-to-Hard and Length Generalization Challenges") filter by
     majority vote and by length: no true answer is looked at (only counted for the report)."""
     import torch
-    from common import setup, load_checkpoint, model_from_checkpoint, check_data, read_meta, complete
+    from common import complete
     from task_mix import held_out_problems
-    data_dir = os.path.join(out_root, name)
-    meta = read_meta(data_dir)
-    rt = setup("auto", "auto", seed)
-    ckpt = load_checkpoint(self_label, rt.device)
-    check_data(ckpt["tokenizer"], ckpt["model_args"]["vocab_size"], meta, self_label, data_dir)
-    model, tok = model_from_checkpoint(ckpt, rt.device), get_tokenizer(meta["tokenizer"])
+    data_dir, meta, rt, model, tok = load_sampler(self_label)
     box = meta["box"]
     length = self_length or max(hi for digits in box.values() for _, hi in digits) + 1
     held_out = {p.prompt for p in held_out_problems(data_dir)}

@@ -5,6 +5,7 @@ name = 'tiny'
 tasks = {t: ((1, 2), (1, 2)) for t in ("a_plus_b_q", "a_minus_b_q", "a_times_b_q", "a_over_b_q", "x_plus_b_eq_c_q",
                                        "b_minus_x_eq_c_q", "x_times_b_eq_c_q")}
 n_train_per_type = 300
+n_train_by_type = {}
 n_val_per_type = 50
 n_test_per_type = 100
 n_length_per_type = 20
