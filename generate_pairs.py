@@ -54,8 +54,8 @@ tasks = {
 }
 corner_share = 0.2           # training problems drawn from the hard corners (tasks.corner_problem)
 n_train_per_type = 6000
-# the types whose steps hold a multiplication get three times as many: they are what the small model learns last
-n_train_by_type = {"a_times_b_q": 18000, "a_over_b_q": 18000, "x_times_b_eq_c_q": 18000}
+n_train_by_type = {}          # {type: count} in place of n_train_per_type; three times the multiplying types traded
+                             # the additive types' accuracy for theirs (README: The data)
 n_val_per_type = 500
 n_test_per_type = 1000       # test.jsonl and test_uniform.jsonl each
 n_length_per_type = 200      # test_length.jsonl: per type and length (fewer where a length holds fewer problems)
