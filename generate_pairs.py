@@ -76,6 +76,8 @@ policy_temperature = 1.0
 policy_pairs = 'step'         # 'step': shared prefix + first wrong step (Step-DPO); 'completion': whole completions
 policy_chosen = 'reference'   # 'reference': a pair for every prompt with a wrong sample, the reference solution
                               # chosen; 'own': only where one of the model's own samples is right (the same text)
+policy_out = 'pairs_onpolicy'  # the pairs go to data_dir/<policy_out>_train.jsonl and _val.jsonl (train_dpo.py's
+                               # pairs_file; its val_pairs_file follows the _train -> _val name)
 # self-improvement (Lee et al. 2025): --self_label=ckpt writes sft_self_<length>.jsonl, problems of self_length digits
 # labelled by that model itself, kept where its samples agree and every step is true (no true answer is used)
 self_label = ''
@@ -279,7 +281,7 @@ def policy_rows(data_dir, meta, split, n_prompts):
 
 
 def mine_policy_pairs():
-    """pairs_onpolicy_{train,val}.jsonl: for every prompt where the policy got some sample wrong, one pair
+    """<policy_out>_{train,val}.jsonl: for every prompt where the policy got some sample wrong, one pair
     whose rejected side is its own wrong completion and whose chosen side is its own right one, or the
     reference solution when it had none (the two are the same text; `negative` records which). These
     are the mistakes the model actually makes, which is what DPO can fix; synthetic refusals mostly
@@ -289,6 +291,8 @@ def mine_policy_pairs():
     data_dir, meta, rt, model, tok = load_sampler(policy)
     if policy_chosen not in ("reference", "own"):
         raise SystemExit(f"policy_chosen must be 'reference' or 'own', got {policy_chosen!r}")
+    if not re.fullmatch(r"[\w.-]+", policy_out):
+        raise SystemExit(f"policy_out must be a file name stem (letters, digits, _ . -), got {policy_out!r}")
     for split, n_prompts in (("train", policy_prompts), ("val", max(1, policy_prompts // 10))):
         rows = policy_rows(data_dir, meta, split, n_prompts)
         prompts = [r["prompt"] for r in rows for _ in range(policy_samples)]
@@ -310,7 +314,7 @@ def mine_policy_pairs():
                 pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected,
                               "Q": r["prompt"], "A": r["A"], "type": r["type"],
                               "negative": "policy" if own_right else "policy_vs_reference"})
-        path = os.path.join(data_dir, f"pairs_onpolicy_{split}.jsonl")
+        path = os.path.join(data_dir, f"{policy_out}_{split}.jsonl")
         write_jsonl(path, pairs)
         rates = ", ".join(f"{t} {sum(v) / len(v):.1%}" for t, v in sorted(wrong_by_type.items()))
         print(f"{split}: {len(pairs):,} pairs from {len(rows):,} prompts x {policy_samples} samples -> {path}")

@@ -430,6 +430,7 @@ def main():
     reference_from = ckpt["reference_from"] if resuming else init_from
     reference = reference_model(model, resuming, reference_from, rt.device) if beta > 0 else None
 
+    log = MetricsLog(out_dir, resume_iter=iter_num if resuming else None) if rt.master else None
     held_out_list = held_out_problems(data_dir)
     held_out = frozenset(p.prompt for p in held_out_list)
     sft_rows = read_jsonl(os.path.join(data_dir, "sft_train.jsonl"), ("prompt", "completion")) if sft_coef else []
@@ -442,7 +443,7 @@ def main():
         if all(isinstance(key, str) for key in weights):   # written before the mix had cells: the same mix
             weights = check_weights(weights, task_digits, data_dir)
     elif practice == "edge":
-        weights = measure_practice(model, tok, rt, task_digits, held_out, 0)
+        weights = measure_practice(model, tok, rt, task_digits, held_out, 0, log)
     else:
         correct = greedy_correct(model, tok, val_problems, rt, max_new_tokens)
         weights = auto_weights(val_problems, correct, auto_weight_floor)
@@ -450,7 +451,6 @@ def main():
     del ckpt
 
     model, raw_model = wrap_model(model, rt, compile)
-    log = MetricsLog(out_dir, resume_iter=iter_num if resuming else None) if rt.master else None
     if rt.master:
         print(f"{describe(raw_model)} from {ckpt_path}, reference: "
               f"{reference_from if beta > 0 else 'none (beta=0)'}, {prompts_per_step} prompts x {group_size} "

@@ -84,12 +84,13 @@ def test_mined_and_self_labelled_problems_are_never_held_out(data_dir, pretraine
     ckpt = os.path.join(pretrained, "ckpt.pt")
     common = [sys.executable, "generate_pairs.py", "config/data_tiny.py", f"--out_root={root}"]
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for args in ([f"--policy={ckpt}", "--policy_prompts=56", "--policy_samples=2"],
+    for args in ([f"--policy={ckpt}", "--policy_prompts=56", "--policy_samples=2", "--policy_out=pairs_edge"],
                  [f"--self_label={ckpt}", "--self_problems=8", "--self_samples=2", "--self_agreement=0.01"]):
         run = subprocess.run(common + args, cwd=repo, capture_output=True, text=True)
         assert run.returncode == 0, run.stderr
     held_out = {p.prompt for p in held_out_problems(data_dir)}
-    mined = [json.loads(line) for line in open(os.path.join(data_dir, "pairs_onpolicy_train.jsonl"))]
+    mined = [json.loads(line) for line in open(os.path.join(data_dir, "pairs_edge_train.jsonl"))]   # policy_out
+    assert os.path.exists(os.path.join(data_dir, "pairs_edge_val.jsonl"))
     assert mined and not held_out & {r["Q"] for r in mined}
     assert {problem_length(parse_prompt(r["Q"])) for r in mined} <= {3, 4}      # the tiny box is 2 digits
     labelled = os.path.join(data_dir, "sft_self_3.jsonl")

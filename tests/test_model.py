@@ -158,3 +158,19 @@ def test_from_pretrained_matches_hugging_face_gpt2():
         theirs = hf(idx).logits
         mine, _ = ours(idx)
     assert torch.allclose(mine, theirs, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "rope"])
+def test_dropping_finished_rows_changes_no_token(name):
+    # the engine drops rows that stopped from the batch and the KV cache (compact=True, the default); every
+    # row must get exactly the tokens and log-probs it gets when the whole batch runs to the end
+    model = tiny(**OPTIONS[name])
+    prompts = [[i, i + 1, i + 2][:1 + i % 3] for i in range(1, 13)]
+    free = generate(model, prompts, 24, compact=False)
+    stop_ids = tuple({int(free.tokens[i, 2 + i % 5]) for i in range(0, 12, 2)})   # some rows stop early
+    whole = generate(model, prompts, 24, stop_ids=stop_ids, compact=False)
+    compacted = generate(model, prompts, 24, stop_ids=stop_ids)
+    assert 4 * int((whole.mask.sum(dim=1) < 12).sum()) >= len(prompts)   # a quarter stop halfway: rows are dropped
+    assert torch.equal(whole.stopped, compacted.stopped) and torch.equal(whole.mask, compacted.mask)
+    assert torch.equal(whole.tokens, compacted.tokens)
+    assert torch.allclose(whole.logprobs, compacted.logprobs, atol=1e-5)

@@ -205,3 +205,17 @@ def test_a_packed_window_with_the_document_mask_scores_each_document_as_if_alone
     logits, _ = model(packed, places=places, attn_mask=document_mask(packed, TOK.eot_id))
     alone, _ = model(torch.tensor([docs[1]]), places=torch.tensor([stream_places(TOK, docs[1])]))
     assert torch.allclose(logits[0, len(docs[0]):], alone[0], atol=1e-5)
+
+
+def test_dropping_finished_rows_changes_no_token_with_places():
+    # compacting the batch must keep every row's place tracker with its row
+    model = coupled_model()
+    prompts = PROMPTS * 2
+    free = run(model, prompts, compact=False)
+    stop = tuple({int(free.tokens[i, 1 + i % 4]) for i in range(0, len(prompts), 2)})
+    ids = [TOK.encode(p) for p in prompts]
+    whole, compacted = (generate(model, ids, 40, stop_ids=stop, trackers=[PlaceTracker(TOK, i) for i in ids],
+                                 compact=c) for c in (False, True))
+    assert 4 * int((whole.mask.sum(dim=1) < 20).sum()) >= len(prompts)
+    assert torch.equal(whole.tokens, compacted.tokens) and torch.equal(whole.stopped, compacted.stopped)
+    assert torch.allclose(whole.logprobs, compacted.logprobs, atol=1e-5)
