@@ -82,7 +82,7 @@ policy_out = 'pairs_onpolicy'  # the pairs go to data_dir/<policy_out>_train.jso
 # labelled by that model itself, kept where its samples agree and every step is true (no true answer is used)
 self_label = ''
 self_length = 0              # 0: one digit past the data's box
-self_problems = 1000         # problems per type to label
+self_problems = 250          # problems per type to label (README: Self-improvement measured this)
 self_samples = 8             # samples per problem; a label needs a majority of them
 self_agreement = 0.5         # the share of the samples that must give the winning answer
 # -----------------------------------------------------------------------------
