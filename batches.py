@@ -8,7 +8,7 @@ import os
 import numpy as np
 import torch
 
-from common import encode_completions
+from generation import encode_completions
 
 
 def read_tokens(data_dir, split):

@@ -29,7 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import load_checkpoint, model_from_checkpoint, peak_flops, place_trackers, read_jsonl, setup
+from common import load_checkpoint, model_from_checkpoint, peak_flops, read_jsonl, setup
+from generation import place_trackers
 from configurator import configure
 from lora import add_lora, describe, settings
 from model import GPT, GPTConfig, generate

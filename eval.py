@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from common import (setup, load_checkpoint, model_from_checkpoint, check_data, read_problems, read_meta,
-                    encode_completions, check_prompt, complete, length_table, markdown_table, percent)
+                    length_table, markdown_table, percent)
+from generation import encode_completions, check_prompt, complete
 from configurator import configure
 from tasks import (Problem, completion, extract_answer, has_canonical_format, is_correct, parse_prompt,
                    problem_length, sample_problems)
@@ -179,7 +180,7 @@ def generated_rows(generations):
 
 
 def complete_in_rooms(model, tok, prompts, rt, room, batch_size, *sampling):
-    """common.complete with room[i] new tokens for prompt i: prompts with the same room share batches, so a
+    """generation.complete with room[i] new tokens for prompt i: prompts with the same room share batches, so a
     long prompt does not cut the answers of short ones. sampling: complete's temperature, top_k, top_p,
     generator. Returns the texts and, per prompt, the generated ids and their log-probs."""
     texts, ids, logprobs = [None] * len(prompts), [None] * len(prompts), [None] * len(prompts)

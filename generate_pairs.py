@@ -287,7 +287,7 @@ def mine_policy_pairs():
     are the mistakes the model actually makes, which is what DPO can fix; synthetic refusals mostly
     teach it not to refuse."""
     import torch
-    from common import complete
+    from generation import complete
     data_dir, meta, rt, model, tok = load_sampler(policy)
     if policy_chosen not in ("reference", "own"):
         raise SystemExit(f"policy_chosen must be 'reference' or 'own', got {policy_chosen!r}")
@@ -363,7 +363,7 @@ def self_improvement_data():
     2025 ("Self-Improving Transformers Overcome Easy-to-Hard and Length Generalization Challenges") filter by
     majority vote and by length: no true answer is looked at (only counted for the report)."""
     import torch
-    from common import complete
+    from generation import complete
     from task_mix import held_out_problems
     data_dir, meta, rt, model, tok = load_sampler(self_label)
     box = meta["box"]

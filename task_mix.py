@@ -15,7 +15,8 @@ from collections import Counter
 import numpy as np
 import torch
 
-from common import complete, read_problems
+from common import read_problems
+from generation import complete
 from tasks import digit_cells, is_correct, length_cells, length_problems, make_problem, problem_length
 
 

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from batches import batch_rng
 from common import (setup, wrap_model, teardown, sync_context, check_grad_accum, get_lr, optimizer_step,
                     save_checkpoint, start_model, reference_model, checkpoint_payload, check_out_dir, check_data,
-                    MetricsLog, numbered_rows, read_problems, read_meta, encode_completions, greedy_accuracy)
+                    MetricsLog, numbered_rows, read_problems, read_meta)
+from generation import encode_completions, greedy_accuracy
 from configurator import configure
 from lora import adapters_off, describe, settings
 from model import token_logprobs

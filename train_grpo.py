@@ -71,7 +71,8 @@ import torch.nn.functional as F
 from batches import sft_batch
 from common import (setup, wrap_model, teardown, get_lr, optimizer_step, save_checkpoint, start_model,
                     reference_model, checkpoint_payload, check_out_dir, check_data, MetricsLog, read_jsonl,
-                    read_problems, read_meta, greedy_accuracy, greedy_correct, place_trackers)
+                    read_problems, read_meta)
+from generation import greedy_accuracy, greedy_correct, place_trackers
 from configurator import configure
 from lora import adapters_off, describe, settings
 from model import generate, token_logprobs
@@ -343,7 +344,7 @@ def check_filled(n_groups, mean_reward, rt):
 def assemble(rows, tok, device):
     """Right-padded prompt+completion rows, so that a plain causal forward sees every token at the position
     (and digit place) and with the context it had when it was sampled. Built from the token ids, not from
-    text as common.encode_completions does: a sampled token sequence need not survive decode + encode.
+    text as generation.encode_completions does: a sampled token sequence need not survive decode + encode.
     Returns idx (B, T) and its places (B, T, 2), the completion mask and the sampling-time log-probs, both
     (B, T-1) and aligned with token_logprobs' output (entry t scores token t+1)."""
     B = len(rows["prompts"])

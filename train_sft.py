@@ -20,7 +20,8 @@ import torch
 from batches import batch_rng, document_mask, document_starts, get_batch, read_tokens, sft_batch
 from common import (setup, wrap_model, teardown, sync_context, check_grad_accum, get_lr, optimizer_step,
                     save_checkpoint, start_model, checkpoint_payload, check_out_dir, check_data, MetricsLog,
-                    read_jsonl, read_problems, read_meta, greedy_accuracy)
+                    read_jsonl, read_problems, read_meta)
+from generation import greedy_accuracy
 from configurator import configure
 from lora import describe, settings
 from model import GPT

@@ -4,8 +4,9 @@ import os
 import pytest
 import torch
 
-from common import (get_lr, save_checkpoint, load_checkpoint, read_jsonl, encode_completions, MetricsLog,
-                    check_data, check_out_dir, read_meta, read_problems, setup)
+from common import (get_lr, save_checkpoint, load_checkpoint, read_jsonl, MetricsLog, check_data, check_out_dir,
+                    read_meta, read_problems, setup)
+from generation import encode_completions
 from configurator import configure
 from tokenizer import get_tokenizer, THINK, END_THINK, END, EOT
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import eval as ev
-from common import checkpoint_payload, encode_completions, greedy_accuracy, save_checkpoint, setup
+from common import checkpoint_payload, save_checkpoint, setup
+from generation import encode_completions, greedy_accuracy
 from model import GPT, GPTConfig
 from tasks import Problem
 from tokenizer import END, END_THINK, THINK, get_tokenizer

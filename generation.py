@@ -1,0 +1,84 @@
+"""
+Prompt + completion batches, and batched generation as text: the right-padded training rows (with each
+token's digit place) that SFT, DPO and GRPO share, completions of text prompts with the KV-cache engine,
+and greedy accuracy checked by tasks.is_correct (SFT, DPO, GRPO and eval.py share it).
+"""
+import torch
+
+from model import generate
+from places import PlaceTracker, completion_places
+from tasks import is_correct
+
+
+
+def encode_completions(tok, prompts, completions, block_size, pad_id=0):
+    """Right-padded batch of prompt+completion token ids, the mask of completion tokens (the <|end|> token
+    included; prompt and padding excluded) and every token's (digit place, local position) (places.py; 0 on
+    padding), which pos='coupled' models read and the others ignore. Returns idx (B, T), completion_mask
+    (B, T) and places (B, T, 2).
+    A pair longer than block_size is an error: silently cutting it would train on a different answer."""
+    rows, masks, places = [], [], []
+    for prompt, completion in zip(prompts, completions):
+        p, c = tok.encode(prompt), tok.encode(completion)
+        if len(p) + len(c) > block_size:
+            raise SystemExit(f"example of {len(p) + len(c)} tokens is longer than block_size {block_size}: "
+                             f"{prompt!r}")
+        rows.append(p + c)
+        masks.append([False] * len(p) + [True] * len(c))
+        places.append(completion_places(tok, p, c))
+    return pad_rows(rows, pad_id), pad_rows(masks, False).bool(), pad_rows(places, 0)
+
+
+def pad_rows(rows, pad):
+    """Lists of different lengths (of ints, or of (place, local position) pairs) -> one right-padded long
+    tensor, (B, T) or (B, T, 2)."""
+    first = next(x for r in rows for x in r)
+    out = torch.full((len(rows), max(len(r) for r in rows), *torch.tensor(first).shape), int(pad), dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+    return out
+
+
+def check_prompt(tok, prompt, block_size):
+    n = len(tok.encode(prompt))
+    if n >= block_size:
+        raise SystemExit(f"prompt {prompt!r} has {n} tokens; block_size is {block_size}")
+
+
+@torch.no_grad()
+def complete(model, tok, prompts, rt, max_new_tokens, batch_size=500, temperature=0.0, top_k=0, top_p=1.0,
+             generator=None):
+    """Completions of text prompts with the KV-cache engine, in batches. Returns the decoded completions
+    (ending with <|end|> when the model stopped) and the per-batch Generation objects."""
+    model.eval()
+    texts, generations = [], []
+    for i in range(0, len(prompts), batch_size):
+        batch = [tok.encode(p) for p in prompts[i:i + batch_size]]
+        with rt.autocast:
+            gen = generate(model, batch, max_new_tokens, temperature, top_k, top_p, stop_ids=(tok.end_id,),
+                           generator=generator, trackers=place_trackers(model, tok, batch))
+        texts += [tok.decode(ids) for ids in gen.token_lists()]
+        generations.append(gen)
+    return texts, generations
+
+
+def place_trackers(model, tok, prompts):
+    """One places.PlaceTracker per token-list prompt for a pos='coupled' model, else None."""
+    return [PlaceTracker(tok, p) for p in prompts] if model.config.pos == "coupled" else None
+
+
+def greedy_correct(model, tok, problems, rt, max_new_tokens, batch_size=500):
+    """[is the greedy answer right?] per problem, checked by tasks.is_correct (the same check eval.py and
+    the GRPO reward use)."""
+    texts, _ = complete(model, tok, [p.prompt for p in problems], rt, max_new_tokens, batch_size)
+    return [is_correct(text, problem.answer) for problem, text in zip(problems, texts)]
+
+
+def greedy_accuracy(model, tok, problems, rt, max_new_tokens, batch_size=500):
+    """Greedy exact-match accuracy per task type and overall."""
+    by_type = {}
+    for problem, right in zip(problems, greedy_correct(model, tok, problems, rt, max_new_tokens, batch_size)):
+        by_type.setdefault(problem.type, []).append(right)
+    acc = {t: sum(v) / len(v) for t, v in sorted(by_type.items())}
+    acc["overall"] = sum(sum(v) for v in by_type.values()) / len(problems)
+    return acc
