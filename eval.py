@@ -12,6 +12,8 @@ on the same problems and compared in one table, with a paired-bootstrap CI of la
     python eval.py config/eval_small.py --source=my_problems.jsonl     # rows with Q, A and type, like test.jsonl
     python eval.py config/eval_small.py --num_samples=16 --temperature=0.8
     python eval.py config/eval_small.py --ckpt=out/sft_lora/ckpt.pt --merge_lora=False   # adapters kept apart
+    python eval.py config/eval_words.py --calculator=exact      # word problems: a calculator fills <<48/2=
+    python eval.py config/eval_words.py --source=gsm8k --num_samples=16   # GSM8K test, 2-shot
 
 Every table also gives accuracy by length (tasks.problem_length: the digits of the longest operand), and
 marks with * the lengths longer than any the checkpoint trained on (its digit box).
@@ -22,6 +24,7 @@ Answers are extracted and checked by tasks.py only, as in generate_pairs.py and 
 import json
 import os
 import random
+import re
 import tempfile
 import time
 from collections import Counter
@@ -33,7 +36,8 @@ from common import (setup, load_checkpoint, model_from_checkpoint, check_data, r
                     length_table, markdown_table, percent)
 from generation import encode_completions, check_prompt, complete
 from configurator import configure
-from tasks import (Problem, completion, extract_answer, has_canonical_format, is_correct, parse_prompt,
+import gsm8k
+from tasks import (TASK_TYPES, Problem, completion, extract_answer, has_canonical_format, is_correct, parse_prompt,
                    problem_length, sample_problems)
 from tokenizer import get_tokenizer, token_label
 
@@ -42,8 +46,12 @@ from tokenizer import get_tokenizer, token_label
 out_dir = "out/eval"
 data_dir = "data/small"
 ckpt = "out/sft/ckpt.pt"    # one checkpoint, or several separated by commas for a side-by-side table
-source = "test"             # "test", "test_uniform", "test_length", "generated", a .jsonl file of rows like
-                            # test.jsonl's, or the path of a text file with one prompt a line
+source = "test"             # "test", "test_uniform", "test_length", "generated", "gsm8k" (vendor/gsm8k's test
+                            # split), a .jsonl file of rows like test.jsonl's, or a text file with one prompt a line
+shots = 2                   # source=gsm8k: worked GSM8K examples before each question (0: a model fine-tuned on
+                            # GSM8K's format, family='gsm8k' data)
+calculator = ""             # word problems: "" none; "exact": an annotation <<48/2= gets its result from
+                            # gsm8k.calculate; a checkpoint path: from that arithmetic model (gsm8k.model_calculator)
 n_per_type = 0              # at most this many problems per task type, per type and length in test_length (0 = all);
                             # "generated" draws this many
 max_new_tokens = 256        # the longest reference completion of test_length (a 6x3-digit product) has 228 tokens
@@ -86,12 +94,18 @@ def majority_correct(texts, answer):
     """maj@k: is the most common extracted answer among the samples right? Votes are answers as written
     (canonical completions write plain integers); samples without one do not vote; a tie goes to the
     answer seen first."""
-    answers = [extract_answer(t) for t in texts]
+    answers = [extract_answer(gsm8k.own_part(t)) for t in texts]
     votes = Counter(a for a in answers if a is not None)
     if not votes:
         return False
     winner = votes.most_common(1)[0][0]
-    return is_correct(texts[answers.index(winner)], answer)
+    return right(texts[answers.index(winner)], answer)
+
+
+def right(text, answer):
+    """tasks.is_correct on the model's own answer: a few-shot model that goes on to write a question of its
+    own (gsm8k.own_part) is graded on what came before it."""
+    return is_correct(gsm8k.own_part(text), answer)
 
 
 def completion_token_hits(logits, idx, completion_mask):
@@ -104,6 +118,14 @@ def completion_token_hits(logits, idx, completion_mask):
 
 # -----------------------------------------------------------------------------
 # problems
+
+def format_ok(item, text):
+    """An arithmetic completion has the canonical format (tasks.has_canonical_format); a word problem's ends
+    with GSM8K's answer line, '#### N' then <|end|>."""
+    if isinstance(item, Problem) and item.type not in TASK_TYPES:
+        return re.search(r"\n#### -?\d+<\|end\|>$", text) is not None
+    return has_canonical_format(text)
+
 
 def group_of(item):
     """Items are Problems, or plain prompt strings that cannot be graded."""
@@ -130,6 +152,9 @@ def load_problems(source, data_dir, n_per_type=0, seed=1337):
     config with this seed; unlike test, they may repeat training problems."""
     if source in ("test", "test_uniform", "test_length"):
         items = read_problems(os.path.join(data_dir, f"{source}.jsonl"))
+    elif source == "gsm8k":
+        examples = gsm8k.default_shots(gsm8k.load("train"), shots) if shots else []
+        items = [Problem("gsm8k", gsm8k.few_shot_prompt(r.question, examples), r.answer) for r in gsm8k.load("test")]
     elif source.endswith(".jsonl") and os.path.isfile(source):   # rows with Q, A and type, like test.jsonl
         items = read_problems(source)
     elif source == "generated":
@@ -139,8 +164,8 @@ def load_problems(source, data_dir, n_per_type=0, seed=1337):
     elif os.path.isfile(source):
         items = read_prompts(source)
     else:
-        raise SystemExit(f"source={source!r}: use test, test_uniform, test_length, generated or the path of a "
-                         "prompts file")
+        raise SystemExit(f"source={source!r}: use test, test_uniform, test_length, generated, gsm8k or the path "
+                         "of a prompts file")
     if not n_per_type:
         return items
     kept, counts = [], Counter()
@@ -179,14 +204,15 @@ def generated_rows(generations):
     return ids, logprobs
 
 
-def complete_in_rooms(model, tok, prompts, rt, room, batch_size, *sampling):
+def complete_in_rooms(model, tok, prompts, rt, room, batch_size, *sampling, tools=None):
     """generation.complete with room[i] new tokens for prompt i: prompts with the same room share batches, so a
     long prompt does not cut the answers of short ones. sampling: complete's temperature, top_k, top_p,
     generator. Returns the texts and, per prompt, the generated ids and their log-probs."""
     texts, ids, logprobs = [None] * len(prompts), [None] * len(prompts), [None] * len(prompts)
     for r in sorted(set(room), reverse=True):
         group = [i for i, n in enumerate(room) if n == r]
-        group_texts, generations = complete(model, tok, [prompts[i] for i in group], rt, r, batch_size, *sampling)
+        group_texts, generations = complete(model, tok, [prompts[i] for i in group], rt, r, batch_size, *sampling,
+                                            tools=tools)
         for i, text, row_ids, row_logprobs in zip(group, group_texts, *generated_rows(generations)):
             texts[i], ids[i], logprobs[i] = text, row_ids, row_logprobs
     return texts, ids, logprobs
@@ -216,18 +242,18 @@ def token_accuracy(model, tok, prompts, references, rt, batch_size):
     return torch.cat(hits).numpy(), torch.cat(totals).numpy()
 
 
-def sampled_metrics(model, tok, problems, rt, n, room, batch_size, temperature, top_k, top_p, seed):
+def sampled_metrics(model, tok, problems, rt, n, room, batch_size, temperature, top_k, top_p, seed, tools=None):
     """pass@k for k = 1, 2, 4, ... n (unbiased estimate from n samples) and maj@n, per problem (room: the
-    new tokens of each)."""
+    new tokens of each; tools: generation.complete's)."""
     generator = torch.Generator(device=rt.device).manual_seed(seed)
     texts, _, _ = complete_in_rooms(model, tok, [p.prompt for p in problems for _ in range(n)], rt,
                                     [r for r in room for _ in range(n)], batch_size, temperature, top_k, top_p,
-                                    generator)
+                                    generator, tools=tools)
     ks = sorted({2 ** i for i in range(n.bit_length()) if 2 ** i <= n} | {n})
     metrics = {f"pass@{k}": np.zeros(len(problems)) for k in ks} | {f"maj@{n}": np.zeros(len(problems))}
     for i, p in enumerate(problems):
         samples = texts[i * n:(i + 1) * n]
-        c = sum(is_correct(t, p.answer) for t in samples)
+        c = sum(right(t, p.answer) for t in samples)
         for k in ks:
             metrics[f"pass@{k}"][i] = pass_at_k(n, c, k)
         metrics[f"maj@{n}"][i] = majority_correct(samples, p.answer)
@@ -251,10 +277,11 @@ def group_metrics(sel, per_item, graded, seed):
 
 
 def length_metrics(problems, correct, seed):
-    """{task type or "overall": {length: {n, acc, ci}}}: accuracy by length (tasks.problem_length)."""
+    """{task type or "overall": {length: {n, acc, ci}}}: accuracy by length (tasks.problem_length) of the
+    arithmetic problems (a word problem has no operand length)."""
     by = {}
     for p, right in zip(problems, correct):
-        if isinstance(p, Problem):
+        if isinstance(p, Problem) and p.type in TASK_TYPES:
             by.setdefault(p.type, {}).setdefault(problem_length(p), []).append(right)
     by["overall"] = {}
     for lengths in list(by.values())[:-1]:
@@ -272,32 +299,34 @@ def transcripts(tok, items, texts, ids, logprobs, n):
     for i in picks:
         answer = items[i].answer if isinstance(items[i], Problem) else None
         out.append({"prompt": prompt_of(items[i]), "answer": answer, "completion": texts[i],
-                    "correct": None if answer is None else is_correct(texts[i], answer),
+                    "correct": None if answer is None else right(texts[i], answer),
                     "tokens": [{"id": t, "text": s, "logprob": lp}
                                for t, s, lp in zip(ids[i], tok.decode_tokens(ids[i]), logprobs[i])]})
     return out
 
 
 def evaluate_checkpoint(model, tok, problems, rt, max_new_tokens=100, batch_size=500, num_samples=0,
-                        temperature=1.0, top_k=0, top_p=1.0, worked=True, n_transcripts=0, seed=1337):
+                        temperature=1.0, top_k=0, top_p=1.0, worked=True, n_transcripts=0, seed=1337, tools=None):
     """Greedy completions of every item, then per task type and overall: accuracy with its bootstrap
     CI, format rate, lengths, teacher-forced token accuracy (references made by tasks.completion with
     the data's `worked` setting) and, with num_samples > 0, pass@k and maj@k. Returns a dict with
     "metrics" {group: {...}}, the per-item "completions" and "correct" (None if ungraded), and
-    "transcripts". Each item may generate max_new_tokens, or what room its prompt leaves in block_size."""
+    "transcripts". Each item may generate max_new_tokens, or what room its prompt leaves in block_size.
+    tools: generation.complete's (a calculator for word problems)."""
     prompts = [prompt_of(p) for p in problems]
     room = rooms(tok, prompts, model.config.block_size, max_new_tokens)
-    texts, ids, logprobs = complete_in_rooms(model, tok, prompts, rt, room, batch_size)
+    texts, ids, logprobs = complete_in_rooms(model, tok, prompts, rt, room, batch_size, tools=tools)
     groups = np.array([group_of(p) for p in problems])
     is_graded = groups != "ungraded"
     graded = [p for p in problems if isinstance(p, Problem)]
     N = len(problems)
-    per_item = {"canonical": np.array([has_canonical_format(t) for t in texts]),
+    per_item = {"canonical": np.array([format_ok(p, t) for p, t in zip(problems, texts)]),
                 "completion_len": np.array([len(r) for r in ids], dtype=float),
                 "worked_len": np.array([worked_length(r, tok) for r in ids], dtype=float),
                 "correct": np.full(N, np.nan), "token_hits": np.zeros(N), "token_total": np.zeros(N)}
-    per_item["correct"][is_graded] = [is_correct(texts[i], problems[i].answer) for i in np.flatnonzero(is_graded)]
-    references = {i: completion(problems[i], worked) for i in np.flatnonzero(is_graded)}
+    per_item["correct"][is_graded] = [right(texts[i], problems[i].answer) for i in np.flatnonzero(is_graded)]
+    references = {i: completion(problems[i], worked) for i in np.flatnonzero(is_graded)
+                  if problems[i].type in TASK_TYPES}   # a word problem's reference is not made by tasks.py
     reference_len = {i: len(tok.encode(r)) for i, r in references.items()}
     # a typed-in problem with long numbers may have a reference that does not fit: it is not scored
     scored = [i for i in references if len(tok.encode(prompts[i])) + reference_len[i] <= model.config.block_size]
@@ -307,7 +336,7 @@ def evaluate_checkpoint(model, tok, problems, rt, max_new_tokens=100, batch_size
     if num_samples and graded:
         graded_room = [room[i] for i in np.flatnonzero(is_graded)]
         for key, values in sampled_metrics(model, tok, graded, rt, num_samples, graded_room, batch_size,
-                                           temperature, top_k, top_p, seed).items():
+                                           temperature, top_k, top_p, seed, tools).items():
             per_item[key] = np.full(N, np.nan)
             per_item[key][is_graded] = values
     present = [g for g in dict.fromkeys(groups) if g != "ungraded"]   # task types in file order
@@ -398,13 +427,25 @@ def check_writable(out_dir):
                          "pass another --out_dir")
 
 
-def evaluate_path(name, path, checkpoint, problems, meta, rt):
+def calculator_tool(rt):
+    """generation.complete's tools for the calculator key: None, gsm8k.calculator_fill, or an arithmetic
+    checkpoint's answers (gsm8k.model_calculator)."""
+    if not calculator:
+        return None
+    if calculator == "exact":
+        return gsm8k.calculator_fill
+    checkpoint = load_checkpoint(calculator, "cpu")
+    return gsm8k.model_calculator(model_from_checkpoint(checkpoint, rt.device), get_tokenizer(checkpoint["tokenizer"]),
+                                  rt)
+
+
+def evaluate_path(name, path, checkpoint, problems, meta, rt, tools):
     """Evaluate one loaded checkpoint and log one line (and transcripts)."""
     tok = get_tokenizer(checkpoint["tokenizer"])
     model = model_from_checkpoint(checkpoint, rt.device, merge_lora=merge_lora)
     t0 = time.time()
     r = evaluate_checkpoint(model, tok, problems, rt, max_new_tokens, batch_size, num_samples, temperature, top_k,
-                            top_p, meta.get("worked", True), n_transcripts, seed)
+                            top_p, meta.get("worked", True), n_transcripts, seed, tools)
     r = {"name": name, "ckpt": path, "iter_num": checkpoint.get("iter_num"), "seconds": time.time() - t0,
          "box": checkpoint.get("box")} | r
     overall = r["metrics"].get("overall")
@@ -423,7 +464,7 @@ def write_report(results, n_problems):
     """Print the tables; write results.md, results.json and transcripts.jsonl to out_dir."""
     has_graded = "overall" in results["checkpoints"][0]["metrics"]
     report = ((markdown_table(results) + "\n\n") if has_graded else "") + metrics_table(results) + "\n"
-    if has_graded:
+    if has_graded and any(len(cells) for cells in results["checkpoints"][0]["by_length"].values()):
         report += "\nBy length (* longer than any trained operand):\n\n" + "\n\n".join(
             length_table(c, c["box"]) for c in results["checkpoints"]) + "\n"
     print("\n" + report)
@@ -449,11 +490,12 @@ def main():
         raise SystemExit("no checkpoint given: pass --ckpt=out/sft/ckpt.pt (several separated by commas)")
     check_writable(out_dir)
     checkpoints = [load_checked(path, problems, meta) for path in paths]
+    tools = calculator_tool(rt)
     print(f"{len(problems)} problems from {source}, device {rt.device} ({rt.dtype})")
     results = {"source": source, "config": config,
                "problems": [{"type": group_of(p), "prompt": prompt_of(p),
                              "answer": p.answer if isinstance(p, Problem) else None} for p in problems],
-               "checkpoints": [evaluate_path(name, path, checkpoint, problems, meta, rt)
+               "checkpoints": [evaluate_path(name, path, checkpoint, problems, meta, rt, tools)
                                for name, path, checkpoint in zip(checkpoint_names(paths), paths, checkpoints)]}
     if len(paths) > 1:
         results["delta"] = paired_delta(results["checkpoints"][0], results["checkpoints"][-1], problems, seed)

@@ -15,6 +15,11 @@ Generate the synthetic datasets of every stage into data/<name>/:
 $ python generate_pairs.py config/data_small.py
 $ python generate_pairs.py config/data_tiny.py --seed=7
 
+family='words' writes word problems instead (words.py; config/data_words.py): sft_train, sft_val, train.bin,
+val.bin and test.jsonl, whose stories use held-out templates, names and objects. family='gsm8k' writes the
+vendored GSM8K (gsm8k.py) in the same files: train less its last n_val_per_type problems, which are val, and
+test. Both in GSM8K's format, "Question: ...\nAnswer:" then " <worked solution>\n#### N<|end|>".
+
 Held out by construction: the test splits and val are sampled first, then the
 training problems excluding their prompts.
 """
@@ -27,6 +32,8 @@ from collections import Counter
 import numpy as np
 from tqdm import tqdm
 
+import gsm8k
+import words
 from configurator import configure
 # only functions are imported by name: an imported string or tuple would become a config key
 from places import stream_places
@@ -42,6 +49,8 @@ name = 'small'
 out_root = 'data'
 seed = 1337
 tokenizer = 'math'
+family = 'arithmetic'        # 'arithmetic' (the task types below), 'words' (words.py) or 'gsm8k' (vendor/gsm8k)
+n_stories = 0                # family='words': training stories (val and test: n_val_per_type, n_test_per_type)
 # the digit box: digit counts of the two generated operands of each type (tasks.py's table)
 tasks = {
     "a_plus_b_q": ((1, 3), (1, 3)),
@@ -383,12 +392,56 @@ def self_improvement_data():
         print(f"  {t}: {n} labelled")
 
 
+def word_splits(rng):
+    """{split: [(question, solution, answer, type)]} of family 'words' or 'gsm8k'."""
+    if family == "words":
+        test = words.sample_stories(n_test_per_type, rng, "test")
+        val = words.sample_stories(n_val_per_type, rng, "train")
+        train = words.sample_stories(n_stories, rng, "train", exclude={s.question for s in val})
+        return {s: [(x.question, x.solution, x.answer, "story") for x in stories]
+                for s, stories in (("train", train), ("val", val), ("test", test))}
+    train, test = gsm8k.load("train"), gsm8k.load("test")
+    rows = {"train": train[:-n_val_per_type], "val": train[-n_val_per_type:], "test": test}
+    return {s: [(r["question"], r["solution"], r["answer"], "gsm8k") for r in split] for s, split in rows.items()}
+
+
+def word_data(config):
+    """family 'words' or 'gsm8k': the SFT rows, the pretraining stream and the test split, in GSM8K's format."""
+    if family == "words" and n_stories < 1:
+        raise SystemExit("family='words' needs n_stories >= 1 training stories (config/data_words.py)")
+    tok = get_tokenizer(tokenizer)
+    splits = word_splits(random.Random(seed))
+    out_dir = os.path.join(out_root, name)
+    os.makedirs(out_dir, exist_ok=True)
+    meta = {"tokenizer": tok.name, "vocab_size": tok.vocab_size, "family": family, "worked": True, "box": None,
+            "counts": {s: {rows[0][3]: len(rows)} for s, rows in splits.items()}, "tokens": {},
+            "max_completion_tokens": {}, "max_document_tokens": {}, "config": config}
+    for split, problems in splits.items():
+        rows = [{"prompt": gsm8k.prompt(q), "completion": gsm8k.completion(s), "Q": gsm8k.prompt(q), "A": str(a),
+                 "type": t} for q, s, a, t in problems]
+        encoded = [(tok.encode(r["prompt"]), tok.encode(r["completion"])) for r in rows]
+        meta["max_completion_tokens"][split] = {rows[0]["type"]: max(len(c) for _, c in encoded)}
+        meta["max_document_tokens"][split] = {rows[0]["type"]: max(len(p) + len(c) + 1 for p, c in encoded)}
+        write_jsonl(os.path.join(out_dir, "test.jsonl" if split == "test" else f"sft_{split}.jsonl"), rows)
+        if split != "test":
+            meta["tokens"][split] = write_bin(os.path.join(out_dir, f"{split}.bin"), encoded, tok)
+    with open(os.path.join(out_dir, "meta.json"), "w") as f:
+        json.dump(meta, f, indent=2)
+    print(f"wrote {out_dir}: " + ", ".join(f"{s} {len(p)}" for s, p in splits.items()) + f" problems; train.bin "
+          f"{meta['tokens']['train']:,} tokens; longest document "
+          f"{max(n for split in meta['max_document_tokens'].values() for n in split.values())} tokens")
+
+
 def main():
     config = configure(globals())
+    if family not in ("arithmetic", "words", "gsm8k"):
+        raise SystemExit(f"family must be 'arithmetic', 'words' or 'gsm8k', got {family!r}")
     if policy:
         return mine_policy_pairs()
     if self_label:
         return self_improvement_data()
+    if family != "arithmetic":
+        return word_data(config)
     tok = get_tokenizer(tokenizer)
     check_config(tok)
     rng = random.Random(seed)

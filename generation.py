@@ -3,6 +3,8 @@ Prompt + completion batches, and batched generation as text: the right-padded tr
 token's digit place) that SFT, DPO and GRPO share, completions of text prompts with the KV-cache engine,
 and greedy accuracy checked by tasks.is_correct (SFT, DPO, GRPO and eval.py share it).
 """
+from functools import cache
+
 import torch
 
 from model import generate
@@ -47,19 +49,37 @@ def check_prompt(tok, prompt, block_size):
 
 @torch.no_grad()
 def complete(model, tok, prompts, rt, max_new_tokens, batch_size=500, temperature=0.0, top_k=0, top_p=1.0,
-             generator=None):
+             generator=None, tools=None):
     """Completions of text prompts with the KV-cache engine, in batches. Returns the decoded completions
-    (ending with <|end|> when the model stopped) and the per-batch Generation objects."""
+    (ending with <|end|> when the model stopped) and the per-batch Generation objects. tools(completion so
+    far) -> text to force, or None, is asked after every token with '=' in it: where a calculator annotation
+    such as <<48/2= asks for its result (gsm8k.calculator_fill)."""
     model.eval()
+    fill_ids, tool_ids = (token_tool(tok, tools), ids_containing(tok, "=")) if tools else (None, None)
     texts, generations = [], []
     for i in range(0, len(prompts), batch_size):
         batch = [tok.encode(p) for p in prompts[i:i + batch_size]]
         with rt.autocast:
             gen = generate(model, batch, max_new_tokens, temperature, top_k, top_p, stop_ids=(tok.end_id,),
-                           generator=generator, trackers=place_trackers(model, tok, batch))
+                           generator=generator, trackers=place_trackers(model, tok, batch), tools=fill_ids,
+                           tool_ids=tool_ids)
         texts += [tok.decode(ids) for ids in gen.token_lists()]
         generations.append(gen)
     return texts, generations
+
+
+def token_tool(tok, tool):
+    """model.generate's tools= for a tool on text: it decodes the row's ids and encodes the text to force."""
+    def fill(row, ids):
+        text = tool(tok.decode(ids))
+        return None if text is None else tok.encode(text)
+    return fill
+
+
+@cache
+def ids_containing(tok, text):
+    """The ids of the tokens whose text contains text (once per tokenizer: the gpt2 one has 50,260 tokens)."""
+    return tuple(i for i, s in enumerate(tok.decode_tokens(range(tok.vocab_size))) if text in s)
 
 
 def place_trackers(model, tok, prompts):

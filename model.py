@@ -353,6 +353,7 @@ class Generation:
     logprobs: torch.Tensor   # (B, N) log-prob of each generated token at the sampling temperature
     mask: torch.Tensor       # (B, N) True for real tokens, the stop token included
     stopped: torch.Tensor    # (B,) True if the row ended with a stop token, False if it hit max_new_tokens
+    forced: torch.Tensor     # (B, N) True where a tool forced the token (generate's tools=), not the model
 
     def token_lists(self):
         return [row[m].tolist() for row, m in zip(self.tokens, self.mask)]
@@ -388,7 +389,7 @@ def sample_next(logits, temperature, top_k, top_p, generator):
 
 @torch.no_grad()
 def generate(model, prompts, max_new_tokens, temperature=0.0, top_k=0, top_p=1.0, stop_ids=(),
-             pad_id=0, generator=None, use_cache=True, trackers=None, compact=True):
+             pad_id=0, generator=None, use_cache=True, trackers=None, compact=True, tools=None, tool_ids=None):
     """Batched sampling from token-list prompts of different lengths. Prompts are left-padded; pad
     positions are masked out of attention and real tokens get positions 0, 1, ... as if unpadded, so a
     row's output does not depend on its neighbours. With use_cache the prefix is run once and each step
@@ -397,7 +398,12 @@ def generate(model, prompts, max_new_tokens, temperature=0.0, top_k=0, top_p=1.0
     the prompt's (place, local position) pairs and the pair of each token as it is sampled.
     With compact, rows that stopped leave the batch (and the KV cache) once a quarter of it has stopped: a
     batch of rollouts ends when its longest row does, and decoding the finished rows until then is waste
-    (bench.py measures both)."""
+    (bench.py measures both).
+    tools(row, ids) lets a tool write part of the output (gsm8k.py's calculator): after a running row samples
+    one of tool_ids (any token when None) it gets the row's prompt index and generated ids, and returns the
+    ids to force, or None. Forced ids replace the row's samples on the next steps, one a step, so every row
+    still advances one token a step and the KV cache and padding work as without tools; stop_ids are never
+    forced (a tool cannot end the answer). Generation.forced marks them, so that a loss can leave them out."""
     device = next(model.parameters()).device
     coupled = model.config.pos == "coupled"
     if coupled and (trackers is None or len(trackers) != len(prompts)):
@@ -422,6 +428,10 @@ def generate(model, prompts, max_new_tokens, temperature=0.0, top_k=0, top_p=1.0
     rows = torch.arange(B, device=device)            # the original row of each row in the batch
     running = torch.ones(B, dtype=torch.bool, device=device)
     n_new = torch.zeros(B, dtype=torch.long, device=device)
+    forced = torch.zeros(B, max_new_tokens, dtype=torch.bool, device=device)
+    queue = {}                                       # original row -> the ids a tool still forces on it
+    if tool_ids is not None:
+        tool_ids = torch.tensor(list(tool_ids), dtype=torch.long, device=device)
     step_idx, step_pos, step_places = idx, positions, places
     for t in range(max_new_tokens):
         S = P + t  # tokens so far
@@ -435,6 +445,9 @@ def generate(model, prompts, max_new_tokens, temperature=0.0, top_k=0, top_p=1.0
                           places=step_places)
         logits = logits[:, -1].float()                                   # (b, vocab)
         next_id = sample_next(logits, temperature, top_k, top_p, generator)
+        forced_rows = force_queued(next_id, rows, queue) if queue else []
+        if forced_rows:
+            forced[forced_rows, t] = True
         logp = (logits / (temperature or 1.0)).log_softmax(-1).gather(1, next_id[:, None]).squeeze(1)
         live = rows[running]
         tokens[live, t] = next_id[running]
@@ -443,6 +456,12 @@ def generate(model, prompts, max_new_tokens, temperature=0.0, top_k=0, top_p=1.0
         finished = running & torch.isin(next_id, stop)
         stopped[rows[finished]] = True
         running &= ~finished
+        if tools is not None:   # ask the tool after a sampled (not forced) token that may call it
+            asks = running if tool_ids is None else running & torch.isin(next_id, tool_ids)
+            for r in [r for r in rows[asks].tolist() if r not in forced_rows]:
+                fill = [i for i in tools(r, tokens[r, :int(n_new[r])].tolist()) or () if i not in stop_ids]
+                if fill:
+                    queue[r] = fill
         next_pos = step_pos[:, -1:] + 1
         valid = torch.cat([valid, torch.ones(len(rows), 1, dtype=torch.bool, device=device)], dim=1)
         if coupled:
@@ -466,4 +485,19 @@ def generate(model, prompts, max_new_tokens, temperature=0.0, top_k=0, top_p=1.0
                 cache.keep(keep)
     N = int(n_new.max()) if B else 0
     mask = torch.arange(N, device=device)[None, :] < n_new[:, None]    # (B, N)
-    return Generation(tokens=tokens[:, :N], logprobs=logprobs[:, :N], mask=mask, stopped=stopped)
+    return Generation(tokens=tokens[:, :N], logprobs=logprobs[:, :N], mask=mask, stopped=stopped,
+                      forced=forced[:, :N])
+
+
+def force_queued(next_id, rows, queue):
+    """Put the first id a tool queued for a row in place of its sample in next_id (b,), for every row with
+    one; returns the original rows forced. queue maps an original row to its ids still to force and is
+    emptied as they are used."""
+    forced_rows = []
+    for i, r in enumerate(rows.tolist()):
+        if r in queue:
+            next_id[i] = queue[r].pop(0)
+            forced_rows.append(r)
+            if not queue[r]:
+                del queue[r]
+    return forced_rows

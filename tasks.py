@@ -45,6 +45,8 @@ from worked import (add_steps, column_and_carry, div_steps, is_true, minus_steps
 TASK_TYPES = ("a_plus_b_q", "a_minus_b_q", "a_times_b_q", "a_over_b_q",
               "x_plus_b_eq_c_q", "b_minus_x_eq_c_q", "x_times_b_eq_c_q")
 
+WORD_TYPES = ("story", "gsm8k")   # word problems (words.py, gsm8k.py): free text, an integer answer, no operands
+
 _PROMPT_RE = {
     "a_plus_b_q": re.compile(r"(\d+)\+(\d+)=\?"),
     "a_minus_b_q": re.compile(r"(\d+)-(\d+)=\?"),
@@ -82,9 +84,11 @@ def problem_from_row(row, where="row"):
     """A Problem from a JSONL row with Q (prompt), A (answer as a string) and type; errors start with where
     (the file and line)."""
     task_type, prompt = row["type"], row["Q"]
-    if task_type not in TASK_TYPES:
-        raise SystemExit(f"{where}: type {task_type!r} is unknown; allowed: {', '.join(TASK_TYPES)}")
-    if not isinstance(prompt, str) or not _PROMPT_RE[task_type].fullmatch(prompt):
+    if task_type not in TASK_TYPES + WORD_TYPES:
+        raise SystemExit(f"{where}: type {task_type!r} is unknown; allowed: {', '.join(TASK_TYPES + WORD_TYPES)}")
+    if task_type in WORD_TYPES and not (isinstance(prompt, str) and prompt.strip()):
+        raise SystemExit(f"{where}: Q of a {task_type} row must be its non-empty question")
+    if task_type in TASK_TYPES and not (isinstance(prompt, str) and _PROMPT_RE[task_type].fullmatch(prompt)):
         raise SystemExit(f"{where}: Q {prompt!r} is not a {task_type} prompt")
     try:
         return Problem(task_type, prompt, int(row["A"]))
@@ -381,8 +385,8 @@ _CANONICAL_RE = re.compile(rf"(?:{re.escape(THINK)}(?:(?!{re.escape(END_THINK)})
                            rf"(?:-?[1-9]\d*|0){re.escape(END)}", re.S)
 _FIRST_FORMS = [re.compile(rf"{re.escape(END_THINK)}({_NUM}){re.escape(END)}"),    # canonical
                 re.compile(rf"^\s*({_NUM}){re.escape(END)}"),                       # canonical, no worked solution
-                re.compile(rf"####\s*({_NUM})"),
-                re.compile(rf"the answer is\s*:?\s*({_NUM})", re.I)]
+                re.compile(rf"####\s*\$?({_NUM})"),                                 # GSM8K: '#### 72', '#### $5'
+                re.compile(rf"the answer is\s*:?\s*\$?({_NUM})", re.I)]
 
 
 def extract_answer(text):

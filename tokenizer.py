@@ -1,5 +1,5 @@
 """
-Tokenizers for nanomath, both built on tiktoken.
+Tokenizers for nanomath, all built on tiktoken.
 
 `math` (the default) is defined here, so nothing is downloaded: the 256 single
 bytes are the base vocabulary and there are no merges, so every digit is its own
@@ -14,7 +14,15 @@ and documents in the pretraining stream are separated by <|endoftext|>.
 
 `gpt2` is tiktoken's GPT-2 BPE (needed to fine-tune GPT-2 weights). tiktoken
 downloads its ranks once and caches them; offline, it fails with a clear error.
+
+`bpe:<path>` is a BPE trained by train_tokenizer.py for word problems and saved
+in the JSON file at path: the 256 bytes (ids 0-255, as in `math`), then its
+merged tokens in the order learned, then the four special tokens. Its split
+pattern puts every digit in a chunk of its own, so digits stay single tokens
+while words merge. The name, path included, is what checkpoints and data record.
 """
+import json
+
 import tiktoken
 
 EOT = "<|endoftext|>"      # separates documents in the pretraining stream
@@ -71,6 +79,27 @@ def _gpt2_encoding():
     return enc, special
 
 
+def bpe_encoding(name, pattern, merged):
+    """The encoding of a split pattern and merged tokens (bytes, in rank order: token 256 + i)."""
+    ranks = {bytes([i]): i for i in range(256)} | {token: 256 + i for i, token in enumerate(merged)}
+    if len(ranks) != 256 + len(merged):
+        raise ValueError("a merged token repeats a byte or another merged token")
+    special = {s: len(ranks) + i for i, s in enumerate(SPECIALS)}
+    enc = tiktoken.Encoding(name=name, pat_str=pattern, mergeable_ranks=ranks, special_tokens=special)
+    return enc, special
+
+
+def _read_bpe(name):
+    path = name.removeprefix("bpe:")
+    try:
+        with open(path) as f:
+            spec = json.load(f)
+        return bpe_encoding(name, spec["pattern"], [bytes.fromhex(token) for token in spec["merged"]])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:  # missing, not JSON, wrong fields
+        raise SystemExit(f"tokenizer {name!r}: cannot load {path} ({type(e).__name__}: {e}); "
+                         f"make it with python train_tokenizer.py --out={path}")
+
+
 _cache = {}
 
 
@@ -84,7 +113,16 @@ def get_tokenizer(name="math"):
             except Exception as e:  # tiktoken raises requests/OS errors of many kinds when offline
                 raise SystemExit(f"tokenizer 'gpt2': could not load tiktoken's GPT-2 ranks ({type(e).__name__}); "
                                  "they are downloaded once and cached: connect once, or use tokenizer='math'")
+        elif name.startswith("bpe:"):
+            enc, special = _read_bpe(name)
         else:
-            raise SystemExit(f"unknown tokenizer {name!r}: use 'math' or 'gpt2'")
+            raise SystemExit(f"unknown tokenizer {name!r}: use 'math', 'gpt2' or 'bpe:<path>' "
+                             "(a file written by train_tokenizer.py)")
         _cache[name] = Tokenizer(name, enc, special)
     return _cache[name]
+
+
+def bytes_per_token(tok, texts):
+    """UTF-8 bytes per token over texts: how much a tokenizer compresses them (`math` is 1 on ASCII)."""
+    n_tokens = sum(len(ids) for ids in tok.enc.encode_batch(texts, allowed_special="all"))
+    return sum(len(t.encode()) for t in texts) / n_tokens

@@ -303,7 +303,7 @@ def test_prompt_longer_than_the_block(tmp_path, run_eval):
 
 
 def test_unknown_source(tmp_path, checkpoints, run_eval):
-    with pytest.raises(SystemExit, match="source='valid': use test, test_uniform, test_length, generated or the path"):
+    with pytest.raises(SystemExit, match="source='valid': use test, test_uniform, test_length, generated, gsm8k or the path"):
         run_eval(f"--data_dir={write_data(tmp_path / 'data')}", f"--ckpt={checkpoints['random']}", "--source=valid")
 
 
