@@ -264,14 +264,14 @@ def reference_model(model, resuming, reference_from, device):
 
 def checkpoint_payload(raw_model, optimizer, config, iter_num, meta, **extra):
     """What a checkpoint holds: weights, optimizer, model shape, config, iteration, and from the data's
-    meta.json the tokenizer and the digit box it covered (sample.py and eval.py say when a problem is
-    outside it). A LoRA model writes an adapter checkpoint: its adapters and their settings (lora.py; the
+    meta.json the tokenizer, the digit box it covered (sample.py and eval.py say when a problem is
+    outside it) and its family (arithmetic, or word problems: sample.py frames a question as they were). A LoRA model writes an adapter checkpoint: its adapters and their settings (lora.py; the
     settings name the base checkpoint) in place of the weights."""
     weights = (dict(adapters=adapter_state(raw_model), lora=raw_model.lora_settings) if is_adapted(raw_model)
                else dict(model=raw_model.state_dict()))
     return dict(**weights, optimizer=optimizer.state_dict(),
                 model_args=asdict(raw_model.config), config=config, iter_num=iter_num,
-                tokenizer=meta["tokenizer"], box=meta.get("box"), **extra)
+                tokenizer=meta["tokenizer"], box=meta.get("box"), family=meta.get("family", "arithmetic"), **extra)
 
 
 def check_data(tokenizer_name, vocab_size, meta, ckpt_path, data_dir):

@@ -51,6 +51,8 @@ seed = 1337
 tokenizer = 'math'
 family = 'arithmetic'        # 'arithmetic' (the task types below), 'words' (words.py) or 'gsm8k' (vendor/gsm8k)
 n_stories = 0                # family='words': training stories (val and test: n_val_per_type, n_test_per_type)
+max_train_tokens = 0         # family='gsm8k': leave out training and val problems longer than this many tokens (a
+                             # small model's block_size); 0 keeps all. The test split is always whole.
 # the digit box: digit counts of the two generated operands of each type (tasks.py's table)
 tasks = {
     "a_plus_b_q": ((1, 3), (1, 3)),
@@ -402,7 +404,14 @@ def word_splits(rng):
                 for s, stories in (("train", train), ("val", val), ("test", test))}
     train, test = gsm8k.load("train"), gsm8k.load("test")
     rows = {"train": train[:-n_val_per_type], "val": train[-n_val_per_type:], "test": test}
-    return {s: [(r["question"], r["solution"], r["answer"], "gsm8k") for r in split] for s, split in rows.items()}
+    if max_train_tokens:
+        tok = get_tokenizer(tokenizer)
+        fits = lambda r: len(tok.encode(gsm8k.prompt(r.question) + gsm8k.completion(r.solution))) < max_train_tokens
+        for split in ("train", "val"):
+            kept = [r for r in rows[split] if fits(r)]
+            print(f"{split}: {len(kept)} of {len(rows[split])} problems fit max_train_tokens={max_train_tokens}")
+            rows[split] = kept
+    return {s: [(r.question, r.solution, r.answer, "gsm8k") for r in split] for s, split in rows.items()}
 
 
 def word_data(config):

@@ -308,9 +308,11 @@ class GPT(nn.Module):
         return self.flops_per_token(seq_len) * tokens_per_iter / dt / peak_flops
 
     @classmethod
-    def from_pretrained(cls, model_type="gpt2", hf_model=None, dropout=0.0):
+    def from_pretrained(cls, model_type="gpt2", hf_model=None, dropout=0.0, vocab_size=0):
         """Copy Hugging Face GPT-2 weights (needs `transformers`). `hf_model` lets tests pass a small
-        random GPT2LMHeadModel built offline instead of downloading one."""
+        random GPT2LMHeadModel built offline instead of downloading one. vocab_size: the tokenizer's, when it
+        has more ids than GPT-2's 50,257 (tokenizer 'gpt2' adds <think>, </think> and <|end|>): the embedding
+        grows to a multiple of 64, as nanoGPT pads it, and each new row starts at the mean of GPT-2's rows."""
         if hf_model is None:
             try:
                 from transformers import GPT2LMHeadModel
@@ -318,7 +320,8 @@ class GPT(nn.Module):
                 raise SystemExit("init_from='gpt2' needs the optional package transformers: pip install transformers")
             hf_model = GPT2LMHeadModel.from_pretrained(model_type)
         hc = hf_model.config
-        config = GPTConfig(block_size=hc.n_positions, vocab_size=hc.vocab_size, n_layer=hc.n_layer,
+        grown = -(-vocab_size // 64) * 64 if vocab_size > hc.vocab_size else hc.vocab_size
+        config = GPTConfig(block_size=hc.n_positions, vocab_size=grown, n_layer=hc.n_layer,
                            n_head=hc.n_head, n_embd=hc.n_embd, dropout=dropout, bias=True)
         model = cls(config)
         sd, sd_hf = model.state_dict(), hf_model.state_dict()
@@ -327,7 +330,11 @@ class GPT(nn.Module):
         for k in sd:
             src = sd_hf[k]
             with torch.no_grad():
-                sd[k].copy_(src.t() if k.endswith(transposed) else src)
+                if k.endswith(("wte.weight", "lm_head.weight")) and grown > hc.vocab_size:
+                    sd[k][:hc.vocab_size].copy_(src)
+                    sd[k][hc.vocab_size:] = src.mean(dim=0)
+                else:
+                    sd[k].copy_(src.t() if k.endswith(transposed) else src)
         return model
 
 

@@ -9,12 +9,17 @@ Complete arithmetic prompts with a checkpoint, printing the tokens as they are p
 
 Spaces are dropped (`3 + 4 = ?` is run as `3+4=?`). When a prompt is one of the task forms, the extracted answer
 is checked against the true one; any other prompt is run and said to be unchecked.
+A word-problem checkpoint (family 'words' or 'gsm8k': README, Word problems) takes a question as written and
+runs it as it trained, "Question: ...\nAnswer:"; its answer is extracted but cannot be checked:
+
+    python sample.py --ckpt=out/words_sft/ckpt.pt --prompt="Mia has 12 apples. She buys 5 more. How many apples does Mia have now?"
 """
 import re
 from contextlib import nullcontext
 
 import torch
 
+import gsm8k
 from common import setup, load_checkpoint, model_from_checkpoint
 from configurator import configure
 from model import KVCache, sample_next
@@ -65,11 +70,13 @@ def stream(model, ids, max_new_tokens, temperature=0.0, top_k=0, top_p=1.0, stop
         places = torch.tensor([[tracker.push(next_id.item())]], device=dev) if tracker else None   # (1, 1, 2)
 
 
-def prompt_error(tok, text, block_size):
-    """Why a prompt cannot be run (one line), or None."""
+def prompt_error(tok, text, block_size, words=False):
+    """Why a prompt cannot be run (one line), or None. words: a word problem, any text framed as it trained."""
     if not text:
         return "empty prompt: type a problem such as 17+19=? or 72-x=34, x=? (quit or Ctrl-D to leave)"
-    bad = "".join(sorted(set(re.sub(r"[0-9+\-*/=?,x .]", "", text))))
+    if words:
+        text = gsm8k.prompt(text)
+    bad = "" if words else "".join(sorted(set(re.sub(r"[0-9+\-*/=?,x .]", "", text))))
     if bad:
         return f"unexpected character(s) {bad!r}: prompts use digits, + - * / = ? , x and spaces, e.g. 17+19=?"
     n = len(tok.encode(text))
@@ -78,14 +85,15 @@ def prompt_error(tok, text, block_size):
     return None
 
 
-def complete_prompt(model, tok, text, rt, generator, box):
+def complete_prompt(model, tok, text, rt, generator, box, words=False):
     """Say first when the prompt is not one of the task forms or lies outside the digit box the checkpoint
     trained on; print the prompt, then each token as it comes, then the verdict (or that there is none), and
-    whether block_size cut the completion."""
-    problem = parse_prompt(text)
-    note = not_a_task(text) if problem is None else outside_box(problem, box) if box else None
+    whether block_size cut the completion. words: a word problem, framed as the checkpoint trained on it."""
+    problem = None if words else parse_prompt(text)
+    note = None if words else not_a_task(text) if problem is None else outside_box(problem, box) if box else None
     if note:
         print(f"note: {note}" + ("" if problem is None else ": longer than training, a length-generalisation test"))
+    text = gsm8k.prompt(text) if words else text
     ids = tok.encode(text)
     room = min(max_new_tokens, model.config.block_size - len(ids))
     print(text, end="", flush=True)
@@ -104,26 +112,29 @@ def complete_prompt(model, tok, text, rt, generator, box):
         verdict = "right" if is_correct(completion, problem.answer) else f"wrong, the answer is {problem.answer}"
         answer = extract_answer(completion)
         print(f"{'no answer' if answer is None else f'answer {answer}'}: {verdict}")
+    elif words:
+        answer = gsm8k.extract_answer(completion)
+        print(f"{'no answer' if answer is None else f'answer {answer}'}: a word problem, not checked")
     else:
         print("not one of the task forms: not checked")
 
 
-def interactive(model, tok, rt, generator, box, banner):
+def interactive(model, tok, rt, generator, box, banner, words):
     """>>> prompts until quit or end of input; a bad prompt gets one line and the prompt again."""
     print(banner)
     while True:
         try:
-            text = normalize_prompt(input(">>> "))
+            text = input(">>> ").strip() if words else normalize_prompt(input(">>> "))
         except EOFError:
             print()
             return
         if text == "quit":
             return
-        error = prompt_error(tok, text, model.config.block_size)
+        error = prompt_error(tok, text, model.config.block_size, words)
         if error:
             print(error)
             continue
-        complete_prompt(model, tok, text, rt, generator, box)
+        complete_prompt(model, tok, text, rt, generator, box, words)
 
 
 def main():
@@ -133,17 +144,19 @@ def main():
     tok = get_tokenizer(checkpoint["tokenizer"])
     model = model_from_checkpoint(checkpoint, rt.device, merge_lora=merge_lora).eval()
     generator = torch.Generator(device=rt.device).manual_seed(seed)
-    prompts = [normalize_prompt(p) for p in prompt.split("|")] if prompt else []
+    words = checkpoint.get("family", "arithmetic") != "arithmetic"
+    prompts = [p.strip() if words else normalize_prompt(p) for p in prompt.split("|")] if prompt else []
     for p in prompts:
-        error = prompt_error(tok, p, model.config.block_size)
+        error = prompt_error(tok, p, model.config.block_size, words)
         if error:
             raise SystemExit(f"--prompt {p!r}: {error}")
     try:
         for p in prompts:
-            complete_prompt(model, tok, p, rt, generator, checkpoint.get("box"))
+            complete_prompt(model, tok, p, rt, generator, checkpoint.get("box"), words)
         if not prompts:
-            interactive(model, tok, rt, generator, checkpoint.get("box"), f"{ckpt} (iter {checkpoint.get('iter_num')}): type a problem "
-                                                   "such as 17+19=? or 72-x=34, x=?; quit or Ctrl-D to leave")
+            example = "a word problem" if words else "a problem such as 17+19=? or 72-x=34, x=?"
+            interactive(model, tok, rt, generator, checkpoint.get("box"), f"{ckpt} (iter {checkpoint.get('iter_num')}): "
+                        f"type {example}; quit or Ctrl-D to leave", words)
     except KeyboardInterrupt:   # Ctrl-C leaves quietly, in the middle of an answer too
         print()
 

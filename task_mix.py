@@ -8,6 +8,7 @@ configured per type, or measured:
   edge is measured again as training goes, so practice moves outward as the model learns;
 - in the box (practice='box'): the start checkpoint's errors on the validation split, cell by cell, since its
   mistakes cluster in a few cells (x+b=c fails when c gets a 4th digit).
+Word problems have no digit box: they are practised from the training file (practice='file', file_problems).
 """
 import os
 from collections import Counter
@@ -20,10 +21,21 @@ from generation import complete
 from tasks import digit_cells, is_correct, length_cells, length_problems, make_problem, problem_length
 
 
-def held_out_problems(data_dir):
-    """Every problem of the evaluation splits of data_dir: never practised."""
-    splits = ("sft_val", "test", "test_uniform", "test_length")
+def held_out_problems(data_dir, family="arithmetic"):
+    """Every problem of the evaluation splits of data_dir: never practised. Word problems (generate_pairs.py's
+    family 'words' or 'gsm8k') have two of them, sft_val and test."""
+    splits = ("sft_val", "test", "test_uniform", "test_length") if family == "arithmetic" else ("sft_val", "test")
     return [p for s in splits for p in read_problems(os.path.join(data_dir, f"{s}.jsonl"))]
+
+
+def file_problems(data_dir, held_out):
+    """practice='file': the problems of data_dir/sft_train.jsonl whose prompt is in no held-out split (the
+    data's generator keeps them apart; this holds GRPO to it for any file)."""
+    path = os.path.join(data_dir, "sft_train.jsonl")
+    problems = [p for p in read_problems(path) if p.prompt not in held_out]
+    if not problems:
+        raise SystemExit(f"{path}: no problem outside the held-out splits to practise on; regenerate the data")
+    return problems
 
 
 def check_weights(weights, task_digits, data_dir):

@@ -1,13 +1,15 @@
 """
 GRPO: reinforcement learning from a verifiable reward. The SFT (or DPO) model answers problems drawn
-fresh from the task generator, tasks.is_correct scores each answer, and the policy moves towards the
-completions that beat the other completions of the same prompt. Reads like nanochat's chat_rl.py.
+fresh from the task generator (or, for word problems such as GSM8K, from the training file), tasks.is_correct
+scores each answer, and the policy moves towards the completions that beat the other completions of the same
+prompt. Reads like nanochat's chat_rl.py.
 
     python train_grpo.py config/grpo_small.py
     python train_grpo.py config/grpo_small.py --init_from=out/dpo/ckpt.pt --beta=0.04
     python train_grpo.py config/grpo_small.py --init_from=out/dpo/ckpt.pt --lora_rank=8 --lora_alpha=16 \
         --out_dir=out/grpo_lora      # LoRA (lora.py); with beta > 0 the reference is the base, adapters off
     torchrun --standalone --nproc_per_node=2 train_grpo.py config/grpo_small.py --prompts_per_step=8   # 16 a step
+    python train_grpo.py config/grpo_gsm8k_gpt2.py    # GSM8K's training questions, rewarded by their '#### N'
 
 One step: draw prompts_per_step problems (never a prompt of sft_val or a test split), sample group_size
 completions of each with the KV-cache engine at `temperature`, reward them, turn the rewards into
@@ -22,6 +24,8 @@ The knobs
                      again every edge_interval steps, so the practice moves outward as the model learns.
                      "box": answer sft_val greedily with the start checkpoint; each type weighs its error rate,
                      split over its digit-count cells by where its errors are (at least auto_weight_floor)
+                     "file": the problems of data_dir/sft_train.jsonl, uniformly; the only choice for word problems
+                     (generate_pairs.py's family 'words' or 'gsm8k'), which have no digits to measure a box by
   task_weights       {type: weight} of the problem mix inside the box, instead of a measured one
   scale_rewards      "group": (r - group mean) / group std (GRPO); "batch": divide by the batch's std;
                      "none": r - group mean (Dr. GRPO: the std division favours too-easy and too-hard prompts)
@@ -74,11 +78,12 @@ from common import (setup, wrap_model, teardown, get_lr, optimizer_step, save_ch
                     read_problems, read_meta)
 from generation import greedy_accuracy, greedy_correct, place_trackers
 from configurator import configure
+from gsm8k import own_part
 from lora import adapters_off, describe, settings
 from model import generate, token_logprobs
 from places import completion_places
 from task_mix import (auto_weights, check_weights, describe_edge, describe_mix, draw_problems, edge_problems,
-                      edge_weights, held_out_problems, measure_edge, without_exhausted_cells)
+                      edge_weights, file_problems, held_out_problems, measure_edge, without_exhausted_cells)
 from tasks import has_canonical_format, is_correct
 from tokenizer import get_tokenizer
 
@@ -99,7 +104,8 @@ temperature = 1.0
 top_k = 0                            # 0: no top-k cut
 top_p = 1.0
 task_weights = None                  # None: measured, where `practice` says (see above); or {type: weight}
-practice = "edge"                    # "edge": lengths past the data's box; "box": the box's weakest cells
+practice = "edge"                    # "edge": lengths past the data's box; "box": the box's weakest cells;
+                                     # "file": sft_train.jsonl's problems (word problems, e.g. GSM8K)
 edge_lengths = 3                     # edge: the lengths 1..this many digits past the box
 edge_per_length = 12                 # edge: problems per type and length to measure it on, group_size samples each
 edge_interval = 30                   # edge: measure it again every this many steps, as the model learns
@@ -230,7 +236,7 @@ def check_config():
         raise SystemExit(f"group_size={group_size}: advantages compare the completions of a prompt with each "
                          "other, so they need a group; use group_size >= 2")
     for key, allowed in (("loss_type", LOSS_TYPES), ("scale_rewards", SCALE_REWARDS),
-                         ("truncated", ("mask", "penalize")), ("practice", ("edge", "box"))):
+                         ("truncated", ("mask", "penalize")), ("practice", ("edge", "box", "file"))):
         if globals()[key] not in allowed:
             raise SystemExit(f"{key}={globals()[key]!r}; allowed: {', '.join(allowed)}")
     if sft_coef < 0:
@@ -241,12 +247,26 @@ def check_config():
         raise SystemExit(f"temperature={temperature}: GRPO needs sampling (> 0), or every group is identical")
     if task_weights is not None and not isinstance(task_weights, dict):
         raise SystemExit(f"task_weights must be None (auto) or a dict {{type: weight}}, got {task_weights!r}")
+    if task_weights is not None and practice == "file":
+        raise SystemExit("task_weights weighs the task generator's types, but practice='file' draws the problems of "
+                         "sft_train.jsonl: drop task_weights, or practise with 'edge' or 'box'")
+
+
+def check_family(meta, data_dir):
+    """Practice at the edge or in the box measures digit counts: only arithmetic data has them. Data written
+    before word problems has no family key, and is arithmetic."""
+    family = meta.get("family", "arithmetic")
+    if practice != "file" and family != "arithmetic":
+        raise SystemExit(f"{data_dir}/meta.json: family {family!r} has no digit box to practise at "
+                         f"(practice={practice!r}); use --practice=file (the problems of sft_train.jsonl)")
+    return family
 
 
 def reward(problem, text, stopped, truncated="mask", format_reward=0.0):
     """1 for a correct answer (+ format_reward if also canonical), else 0; with truncated="penalize", 0 for
-    a completion that did not stop."""
-    if (truncated == "penalize" and not stopped) or not is_correct(text, problem.answer):
+    a completion that did not stop. Graded as eval.py grades: a completion that did not stop may run on into a
+    question of its own ('\\n\\nQuestion:', gsm8k.own_part), whose answer is not its answer."""
+    if (truncated == "penalize" and not stopped) or not is_correct(own_part(text), problem.answer):
         return 0.0
     return 1.0 + (format_reward if has_canonical_format(text) else 0.0)
 
@@ -256,9 +276,10 @@ def reward(problem, text, stopped, truncated="mask", format_reward=0.0):
 
 
 @torch.no_grad()
-def collect_batch(model, tok, rt, weights, held_out, iter_num):
-    """The rollouts of one step: each round draws prompts_per_step problems and samples group_size
-    completions of each in one batched generate (the prompt repeated group_size times). Without
+def collect_batch(model, tok, rt, weights, held_out, iter_num, pool=None):
+    """The rollouts of one step: each round draws prompts_per_step problems (from the task mix `weights`, or
+    from `pool`, the problems of practice='file') and samples group_size completions of each in one batched
+    generate (the prompt repeated group_size times). Without
     dynamic_sampling one round is kept whole; with it, only groups whose rewards differ, until
     prompts_per_step are kept or max_sampling_rounds have run.
     Returns the kept rows {prompts, completions, sample_logps, stopped, rewards} and stats of all rollouts."""
@@ -269,7 +290,9 @@ def collect_batch(model, tok, rt, weights, held_out, iter_num):
         t0 = time.time()
         # rollouts depend only on (seed, rank, iteration, round): a resumed run samples what it would have
         round_seed = int(np.random.SeedSequence([seed, rt.rank, iter_num, round_idx]).generate_state(1)[0])
-        problems = draw_problems(prompts_per_step, weights, held_out, random.Random(round_seed))
+        rng = random.Random(round_seed)
+        problems = (rng.choices(pool, k=prompts_per_step) if pool else
+                    draw_problems(prompts_per_step, weights, held_out, rng))
         prompts = [tok.encode(p.prompt) for p in problems for _ in range(group_size)]
         with rt.autocast:
             gen = generate(model, prompts, max_new_tokens, temperature, top_k, top_p, stop_ids=(tok.end_id,),
@@ -411,8 +434,9 @@ def main():
     check_out_dir(out_dir, init_from == "resume", overwrite)
     meta = read_meta(data_dir)
     tok = get_tokenizer(meta["tokenizer"])
+    family = check_family(meta, data_dir)
     task_digits = meta.get("config", {}).get("tasks")
-    if not task_digits:
+    if not task_digits and practice != "file":
         raise SystemExit(f"{data_dir}/meta.json has no config.tasks (the digit counts of each type): "
                          "regenerate the data with generate_pairs.py")
     decay_iters = lr_decay_iters or max_iters
@@ -432,12 +456,15 @@ def main():
     reference = reference_model(model, resuming, reference_from, rt.device) if beta > 0 else None
 
     log = MetricsLog(out_dir, resume_iter=iter_num if resuming else None) if rt.master else None
-    held_out_list = held_out_problems(data_dir)
+    held_out_list = held_out_problems(data_dir, family)
     held_out = frozenset(p.prompt for p in held_out_list)
     sft_rows = read_jsonl(os.path.join(data_dir, "sft_train.jsonl"), ("prompt", "completion")) if sft_coef else []
     val_problems = read_problems(os.path.join(data_dir, "sft_val.jsonl"))
     eval_problems = val_problems[:n_eval_problems]
-    if task_weights is not None:
+    weights, pool = None, None
+    if practice == "file":
+        pool = file_problems(data_dir, held_out)
+    elif task_weights is not None:
         weights = check_weights(task_weights, task_digits, data_dir)
     elif resuming:
         weights = ckpt["task_weights"]   # measured on the start checkpoint, not remeasured on a trained one
@@ -448,7 +475,8 @@ def main():
     else:
         correct = greedy_correct(model, tok, val_problems, rt, max_new_tokens)
         weights = auto_weights(val_problems, correct, auto_weight_floor)
-    weights = without_exhausted_cells(weights, held_out_list)
+    if weights is not None:
+        weights = without_exhausted_cells(weights, held_out_list)
     del ckpt
 
     model, raw_model = wrap_model(model, rt, compile)
@@ -456,7 +484,8 @@ def main():
         print(f"{describe(raw_model)} from {ckpt_path}, reference: "
               f"{reference_from if beta > 0 else 'none (beta=0)'}, {prompts_per_step} prompts x {group_size} "
               f"completions per step, device {rt.device} ({rt.dtype}), {rt.world_size} process(es)")
-        print("task mix (type share: heaviest digit-count cells)\n" + describe_mix(weights))
+        print(f"practice: the {len(pool):,} problems of {data_dir}/sft_train.jsonl" if pool else
+              "task mix (type share: heaviest digit-count cells)\n" + describe_mix(weights))
 
     t_start = time.time()
     while True:
@@ -478,7 +507,7 @@ def main():
             weights = without_exhausted_cells(measure_practice(raw_model, tok, rt, task_digits, held_out, iter_num,
                                                                log), held_out_list)
         t0 = time.time()
-        rows, stats = collect_batch(raw_model, tok, rt, weights, held_out, iter_num)
+        rows, stats = collect_batch(raw_model, tok, rt, weights, held_out, iter_num, pool)
         tokens_seen += sum(stats["lengths"]) * rt.world_size  # sampled tokens, across ranks
         check_filled(len(rows["rewards"]) // group_size, float(np.mean(stats["rewards"])), rt)
         advantages, _ = compute_advantages(torch.tensor(rows["rewards"]), group_size, scale_rewards)

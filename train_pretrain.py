@@ -106,7 +106,7 @@ def main():
                   + ", ".join(f"{k}={getattr(described, k)!r} (the checkpoint's: {v!r})" for k, v in ignored.items()))
         iter_num, best_val_loss = ckpt["iter_num"], ckpt["best_val_loss"]
     elif init_from == "gpt2":
-        model = GPT.from_pretrained("gpt2", dropout=dropout).to(rt.device)
+        model = GPT.from_pretrained("gpt2", dropout=dropout, vocab_size=meta["vocab_size"]).to(rt.device)
         check_data("gpt2", model.config.vocab_size, meta, "gpt2 (Hugging Face)", data_dir)
     else:
         raise SystemExit(f"init_from={init_from!r}; allowed: scratch, resume, gpt2")

@@ -123,7 +123,7 @@ def main():
 
     iter_num, resuming = 0, False
     if init_from == "gpt2":
-        model = GPT.from_pretrained("gpt2", dropout=dropout).to(rt.device)
+        model = GPT.from_pretrained("gpt2", dropout=dropout, vocab_size=meta["vocab_size"]).to(rt.device)
         check_data("gpt2", model.config.vocab_size, meta, "gpt2 (Hugging Face)", data_dir)
     else:
         model, ckpt, resuming, ckpt_path = start_model(init_from, out_dir, rt, dropout, stage="sft", lora=lora)

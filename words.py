@@ -24,20 +24,46 @@ import random
 import zlib
 from dataclasses import dataclass
 
-# name -> pronoun; the last 12 names and the last 10 objects are the test split's
-NAMES = {"Mia": "she", "Liam": "he", "Emma": "she", "Noah": "he", "Olivia": "she", "Lucas": "he", "Ava": "she",
-         "Ethan": "he", "Sofia": "she", "Mason": "he", "Chloe": "she", "Logan": "he", "Zoe": "she", "Owen": "he",
-         "Lily": "she", "Caleb": "he", "Grace": "she", "Henry": "he", "Nora": "she", "Jack": "he", "Ella": "she",
-         "Leo": "he", "Ruby": "she", "Sam": "he", "Hannah": "she", "Ben": "he", "Alice": "she", "Tom": "he",
-         "Maya": "she", "Omar": "he", "Julia": "she", "Ivan": "he", "Clara": "she", "Hugo": "he", "Nina": "she",
-         "Felix": "he",
-         "Priya": "she", "Kenji": "he", "Amara": "she", "Diego": "he", "Leila": "she", "Tariq": "he",
-         "Ingrid": "she", "Mateo": "he", "Yuki": "she", "Emeka": "he", "Freya": "she", "Rafael": "he"}
-OBJECTS = ["apples", "stickers", "marbles", "pencils", "cookies", "stamps", "coins", "books", "shells", "cards",
-           "beads", "candles", "buttons", "muffins", "balloons", "crayons", "flowers", "eggs", "toy cars", "rocks",
-           "ribbons", "notebooks", "cupcakes", "peaches",
-           "lemons", "feathers", "puzzles", "bottles", "kites", "pebbles", "tickets", "erasers"]
-N_TEST_NAMES, N_TEST_OBJECTS = 12, 8
+# Names and objects: a few hundred of each, so that a model learns to copy whatever name or object a story
+# has (with 36 names it learnt the 36 and fell apart on a new one). A stable hash puts one in 4 in the test
+# split. Names are real ones and made-up ones of two or three syllables (spelt in 1-3 tokens each).
+REAL_NAMES = ["Mia", "Liam", "Emma", "Noah", "Olivia", "Lucas", "Ava", "Ethan", "Sofia", "Mason", "Chloe", "Logan",
+              "Zoe", "Owen", "Lily", "Caleb", "Grace", "Henry", "Nora", "Jack", "Ella", "Leo", "Ruby", "Sam",
+              "Hannah", "Ben", "Alice", "Tom", "Maya", "Omar", "Julia", "Ivan", "Clara", "Hugo", "Nina", "Felix",
+              "Priya", "Kenji", "Amara", "Diego", "Leila", "Tariq", "Ingrid", "Mateo", "Yuki", "Emeka", "Freya",
+              "Rafael"]
+_ONSETS, _VOWELS, _CODAS = "b d f g h j k l m n p r s t v z br ch sh tr".split(), "a e i o u".split(), ["", "n", "r", "l"]
+OBJECTS = ("apples stickers marbles pencils cookies stamps coins books shells cards beads candles buttons muffins "
+           "balloons crayons flowers eggs rocks ribbons notebooks cupcakes peaches lemons feathers puzzles bottles "
+           "kites pebbles tickets erasers oranges plums pears cherries carrots potatoes onions tomatoes bananas "
+           "grapes melons nuts acorns leaves sticks bricks blocks dolls robots trucks boats planes trains comics "
+           "magazines letters postcards photos paintings drawings socks hats gloves scarves shirts shoes boots "
+           "rings bracelets necklaces badges medals trophies keys locks spoons forks cups plates bowls jars "
+           "boxes bags baskets buckets pots tiles nails screws bolts chairs tables lamps pillows blankets towels "
+           "stones seeds bulbs roses tulips daisies").split()
+N_MADE_UP_NAMES = 400
+
+
+def _made_up_names(n):
+    """n distinct made-up names of 2-3 syllables, the same every run."""
+    rng, names = random.Random(0), []
+    while len(names) < n:
+        name = "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS)
+                       for _ in range(rng.choice((2, 2, 3)))).capitalize()
+        if name not in names and name not in REAL_NAMES:
+            names.append(name)
+    return names
+
+
+def pronoun(name):
+    return "she" if name in REAL_NAMES[0::2] or name[-1] in "ai" else "he"   # the real list alternates she, he
+
+
+def _split_of(word):
+    return "test" if zlib.crc32(word.encode()) % 4 == 0 else "train"
+
+
+NAMES = REAL_NAMES + _made_up_names(N_MADE_UP_NAMES)
 TEST_TEMPLATE_SHARE = 4      # one template in 4 belongs to the test split
 
 # {n} name, {p}/{P} pronoun, {f} a friend's name, {o} object, {a} {b} {k} numbers
@@ -73,10 +99,7 @@ class Story:
 
 def split_lists(split):
     """(names, objects) of a split: "test" gets the held-out ones, "train" (and val) the rest."""
-    names = list(NAMES)
-    if split == "test":
-        return names[-N_TEST_NAMES:], OBJECTS[-N_TEST_OBJECTS:]
-    return names[:-N_TEST_NAMES], OBJECTS[:-N_TEST_OBJECTS]
+    return [n for n in NAMES if _split_of(n) == split], [o for o in OBJECTS if _split_of(o) == split]
 
 
 def template_split(template):
@@ -126,7 +149,7 @@ def make_story(template, rng, split):
     names, objects = split_lists(split)
     n, f = rng.sample(names, 2)
     o = rng.choice(objects)
-    pron = NAMES[n]
+    pron = pronoun(n)
     count = rng.randint(2, 99)
     start, *events, question = template.split("|")
     sentences = [STARTS[int(start[1:])].format(n=n, a=count, o=o)]

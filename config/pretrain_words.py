@@ -6,5 +6,5 @@ block_size = 256           # a story and its solution take at most 238 tokens; 5
                            # 1.55x slower a token
 batch_size = 64
 pos = 'rope'               # digit places (pos='coupled') are for operands that grow; stories' numbers do not
-max_iters = 300
-eval_interval = 100
+max_iters = 400
+eval_interval = 400

@@ -160,6 +160,22 @@ def test_from_pretrained_matches_hugging_face_gpt2():
     assert torch.allclose(mine, theirs, atol=1e-4)
 
 
+def test_from_pretrained_grows_the_embedding_for_added_tokens():
+    """tokenizer 'gpt2' has 3 ids more than GPT-2: the embedding grows to a multiple of 64, GPT-2's own ids keep
+    their logits, and each new id starts at the mean embedding."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_positions=32, n_embd=32, n_layer=2, n_head=4,
+                                                              vocab_size=60)).eval()
+    ours = GPT.from_pretrained(hf_model=hf, vocab_size=63).eval()
+    assert ours.config.vocab_size == 64
+    wte = ours.transformer.wte.weight
+    assert torch.allclose(wte[60:], hf.transformer.wte.weight.mean(dim=0).expand(4, -1))
+    idx = torch.randint(0, 60, (2, 16))
+    with torch.no_grad():
+        assert torch.allclose(ours(idx)[0][..., :60], hf(idx).logits, atol=1e-4)
+
+
 @pytest.mark.parametrize("name", ["gpt2", "rope"])
 def test_dropping_finished_rows_changes_no_token(name):
     # the engine drops rows that stopped from the batch and the KV cache (compact=True, the default); every
