@@ -117,16 +117,17 @@ def _event_numbers(kind, phrasing, count, rng):
     return (b, k, new) if 0 <= new <= MAX_COUNT and not (kind == "div" and count == 0) else None
 
 
-def _solution_lines(kind, n, o, count, b, k, new):
+def _solution_lines(kind, count, b, k, new):
+    """A step's worked lines: a fixed phrase per kind and the arithmetic, so that a line copies numbers only
+    (lines that named the story's person and object were copied wrong for unseen ones: README)."""
     if kind in ("packs", "pack_sub"):
-        sign = "+" if kind == "packs" else "-"
-        return [f"That is {k}*{b} = <<{k}*{b}={k * b}>>{k * b} {o}.",
-                f"{n} has {count}{sign}{k * b} = <<{count}{sign}{k * b}={new}>>{new} {o}" + (
-                    "." if kind == "packs" else " left.")]
-    return [{"add": f"{n} has {count}+{b} = <<{count}+{b}={new}>>{new} {o}.",
-             "sub": f"{n} has {count}-{b} = <<{count}-{b}={new}>>{new} {o} left.",
-             "mul": f"{n} has {count}*{k} = <<{count}*{k}={new}>>{new} {o}.",
-             "div": f"{n} keeps {count}/{k} = <<{count}/{k}={new}>>{new} {o}."}[kind]]
+        sign, then = ("+", "Adding them") if kind == "packs" else ("-", "Taking them away")
+        return [f"{k} times {b} is {k}*{b} = <<{k}*{b}={k * b}>>{k * b}.",
+                f"{then}: {count}{sign}{k * b} = <<{count}{sign}{k * b}={new}>>{new}."]
+    return [{"add": f"Adding {b}: {count}+{b} = <<{count}+{b}={new}>>{new}.",
+             "sub": f"Taking away {b}: {count}-{b} = <<{count}-{b}={new}>>{new}.",
+             "mul": f"{k} times as many: {count}*{k} = <<{count}*{k}={new}>>{new}.",
+             "div": f"One share of {k}: {count}/{k} = <<{count}/{k}={new}>>{new}."}[kind]]
 
 
 def draw_template(rng, split):
@@ -161,7 +162,7 @@ def make_story(template, rng, split):
             return None
         b, k, new = numbers
         sentences.append(EVENTS[kind][int(phrasing)].format(n=n, p=pron, P=pron.capitalize(), f=f, o=o, b=b, k=k))
-        lines += _solution_lines(kind, n, o, count, b, k, new)
+        lines += _solution_lines(kind, count, b, k, new)
         count = new
     sentences.append(QUESTIONS[int(question[1:])].format(n=n, o=o))
     return Story(" ".join(sentences), "\n".join(lines + [f"#### {count}"]), count, template)

@@ -3,7 +3,7 @@
 out_dir = 'out/words_sft'
 data_dir = 'data/words'
 init_from = 'out/words_pretrain/ckpt.pt'
-max_new_tokens = 160       # the longest solution has 116 tokens in training, 132 in test (new names split)
+max_new_tokens = 160       # the longest solution has 123 tokens (data/words/meta.json)
 max_iters = 200
 learning_rate = 1e-3       # the model is still learning the stories (pretraining loss still falling), not
 min_lr = 1e-4              # keeping a distribution it has learnt: a higher rate than arithmetic's SFT

@@ -62,8 +62,12 @@ def test_the_pretraining_stream_is_the_training_stories(words_data):
     assert documents == [r["prompt"] + r["completion"] for r in read_jsonl(words_data / "sft_train.jsonl")]
 
 def test_eval_on_stories_with_the_calculator(words_data, words_ckpt, tmp_path, monkeypatch):
+    for key, value in vars(ev).items():   # eval.main() sets its config globals: restored after this test
+        if not key.startswith("_") and isinstance(value, (int, float, bool, str)):
+            monkeypatch.setattr(ev, key, value)
     monkeypatch.setattr(sys, "argv", ["eval.py", "--device=cpu", "--dtype=float32", f"--data_dir={words_data}",
                                       f"--ckpt={words_ckpt}", "--max_new_tokens=8", "--calculator=exact",
+                                      "--source=test", "--n_per_type=0", "--num_samples=0",
                                       f"--out_dir={tmp_path}"])
     ev.main()
     results = json.loads((tmp_path / "results.json").read_text())
