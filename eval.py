@@ -19,7 +19,8 @@ Every table also gives accuracy by length (tasks.problem_length: the digits of t
 marks with * the lengths longer than any the checkpoint trained on (its digit box).
 Writes out_dir/results.json (every number, and every greedy completion), out_dir/results.md (the
 tables, also printed) and out_dir/transcripts.jsonl (generated tokens with their log-probs).
-Answers are extracted and checked by tasks.py only, as in generate_pairs.py and the GRPO reward.
+Answers are extracted and checked by tasks.py only, as in generate_pairs.py and the GRPO reward
+(through gsm8k.is_correct, which first cuts off a few-shot model's run-on into a question of its own).
 """
 import json
 import os
@@ -37,7 +38,7 @@ from common import (setup, load_checkpoint, model_from_checkpoint, check_data, r
 from generation import encode_completions, check_prompt, complete
 from configurator import configure
 import gsm8k
-from tasks import (TASK_TYPES, Problem, completion, extract_answer, has_canonical_format, is_correct, parse_prompt,
+from tasks import (TASK_TYPES, Problem, completion, has_canonical_format, parse_prompt,
                    problem_length, sample_problems)
 from tokenizer import get_tokenizer, token_label
 
@@ -94,18 +95,13 @@ def majority_correct(texts, answer):
     """maj@k: is the most common extracted answer among the samples right? Votes are answers as written
     (canonical completions write plain integers); samples without one do not vote; a tie goes to the
     answer seen first."""
-    answers = [extract_answer(gsm8k.own_part(t)) for t in texts]
+    answers = [gsm8k.extract_answer(t) for t in texts]
     votes = Counter(a for a in answers if a is not None)
     if not votes:
         return False
     winner = votes.most_common(1)[0][0]
-    return right(texts[answers.index(winner)], answer)
+    return gsm8k.is_correct(texts[answers.index(winner)], answer)
 
-
-def right(text, answer):
-    """tasks.is_correct on the model's own answer: a few-shot model that goes on to write a question of its
-    own (gsm8k.own_part) is graded on what came before it."""
-    return is_correct(gsm8k.own_part(text), answer)
 
 
 def completion_token_hits(logits, idx, completion_mask):
@@ -257,7 +253,7 @@ def sampled_metrics(model, tok, problems, rt, n, room, batch_size, temperature, 
     metrics = {f"pass@{k}": np.zeros(len(problems)) for k in ks} | {f"maj@{n}": np.zeros(len(problems))}
     for i, p in enumerate(problems):
         samples = texts[i * n:(i + 1) * n]
-        c = sum(right(t, p.answer) for t in samples)
+        c = sum(gsm8k.is_correct(t, p.answer) for t in samples)
         for k in ks:
             metrics[f"pass@{k}"][i] = pass_at_k(n, c, k)
         metrics[f"maj@{n}"][i] = majority_correct(samples, p.answer)
@@ -303,7 +299,7 @@ def transcripts(tok, items, texts, ids, logprobs, n):
     for i in picks:
         answer = items[i].answer if isinstance(items[i], Problem) else None
         out.append({"prompt": prompt_of(items[i]), "answer": answer, "completion": texts[i],
-                    "correct": None if answer is None else right(texts[i], answer),
+                    "correct": None if answer is None else gsm8k.is_correct(texts[i], answer),
                     "tokens": [{"id": t, "text": s, "logprob": lp}
                                for t, s, lp in zip(ids[i], tok.decode_tokens(ids[i]), logprobs[i])]})
     return out
@@ -329,7 +325,7 @@ def evaluate_checkpoint(model, tok, problems, rt, max_new_tokens=100, batch_size
                 "completion_len": np.array([len(r) for r in ids], dtype=float),
                 "worked_len": np.array([worked_length(r, tok) for r in ids], dtype=float),
                 "correct": np.full(N, np.nan), "token_hits": np.zeros(N), "token_total": np.zeros(N)}
-    per_item["correct"][is_graded] = [right(texts[i], problems[i].answer) for i in np.flatnonzero(is_graded)]
+    per_item["correct"][is_graded] = [gsm8k.is_correct(texts[i], problems[i].answer) for i in np.flatnonzero(is_graded)]
     references = {i: completion(problems[i], worked) for i in np.flatnonzero(is_graded)
                   if problems[i].type in TASK_TYPES}   # a word problem's reference is not made by tasks.py
     reference_len = {i: len(tok.encode(r)) for i, r in references.items()}

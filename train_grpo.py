@@ -72,19 +72,19 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+import gsm8k
 from batches import sft_batch
 from common import (setup, wrap_model, teardown, get_lr, optimizer_step, save_checkpoint, start_model,
                     reference_model, checkpoint_payload, check_out_dir, check_data, MetricsLog, read_jsonl,
                     read_problems, read_meta)
 from generation import greedy_accuracy, greedy_correct, place_trackers
 from configurator import configure
-from gsm8k import own_part
 from lora import adapters_off, describe, settings
 from model import generate, token_logprobs
 from places import completion_places
 from task_mix import (auto_weights, check_weights, describe_edge, describe_mix, draw_problems, edge_problems,
                       edge_weights, file_problems, held_out_problems, measure_edge, without_exhausted_cells)
-from tasks import has_canonical_format, is_correct
+from tasks import has_canonical_format
 from tokenizer import get_tokenizer
 
 # -----------------------------------------------------------------------------
@@ -265,8 +265,8 @@ def check_family(meta, data_dir):
 def reward(problem, text, stopped, truncated="mask", format_reward=0.0):
     """1 for a correct answer (+ format_reward if also canonical), else 0; with truncated="penalize", 0 for
     a completion that did not stop. Graded as eval.py grades: a completion that did not stop may run on into a
-    question of its own ('\\n\\nQuestion:', gsm8k.own_part), whose answer is not its answer."""
-    if (truncated == "penalize" and not stopped) or not is_correct(own_part(text), problem.answer):
+    question of its own ('\\n\\nQuestion:'), whose answer is not its answer: gsm8k.is_correct cuts it off."""
+    if (truncated == "penalize" and not stopped) or not gsm8k.is_correct(text, problem.answer):
         return 0.0
     return 1.0 + (format_reward if has_canonical_format(text) else 0.0)
 

@@ -154,8 +154,9 @@ def main():
             "trained_on": {"gsm8k_file": gsm8k_file, "gsm8k_problems": n_gsm8k, "stories": n_stories, "seed": seed},
             "merged": [token.hex() for token in merged]}  # token 256 + i, as hex bytes (a token may split a character)
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-    with open(out, "w") as f:
+    with open(out + ".tmp", "w") as f:   # then renamed: a run killed midway leaves no half-written tokenizer
         json.dump(spec, f, indent=1)
+    os.replace(out + ".tmp", out)
     print(f"wrote {out}")
     name = f"bpe:{out}"
     print_compression(Tokenizer(name, *bpe_encoding(name, PATTERN, merged)), eval_file)

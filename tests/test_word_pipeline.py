@@ -90,7 +90,7 @@ def test_word_format_is_the_answer_line():
     story = ev.Problem("story", "Question: ...\nAnswer:", 12)
     assert ev.format_ok(story, " Mia has 7+5 = <<7+5=12>>12 apples.\n#### 12<|end|>")
     assert not ev.format_ok(story, " Mia has 12 apples.<|end|>")
-    assert ev.right(" #### 12<|end|>\n\nQuestion: Tom has 99", 12)   # a few-shot model's runaway is not graded
+    assert gsm8k.is_correct(" #### 12<|end|>\n\nQuestion: Tom has 99", 12)   # a few-shot model's runaway is not graded
 
 
 def test_sample_frames_a_word_problem_as_it_trained(words_ckpt):
