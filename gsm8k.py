@@ -38,7 +38,11 @@ def load(split, path="vendor/gsm8k"):
     """The rows of vendor/gsm8k/{split}.jsonl; a missing file or a malformed row exits naming file:line."""
     if split not in SPLITS:
         raise SystemExit(f"gsm8k split {split!r} is unknown; allowed: {', '.join(SPLITS)}")
-    file = os.path.join(path, f"{split}.jsonl")
+    return load_file(os.path.join(path, f"{split}.jsonl"))
+
+
+def load_file(file):
+    """The rows of a jsonl file of GSM8K's {question, answer} rows (train_tokenizer.py's corpus keys name files)."""
     if not os.path.exists(file):
         raise SystemExit(f"{file}: not found; GSM8K is vendored at vendor/gsm8k (its README.md says from where)")
     with open(file) as f:

@@ -23,9 +23,10 @@ from collections import Counter, defaultdict
 import regex  # tiktoken's own dependency: \p{L} and possessive quantifiers, as tiktoken's Rust regex has
 from tqdm import tqdm
 
+import gsm8k
+import words
 from configurator import configure
 from tokenizer import SPECIALS, Tokenizer, bpe_encoding, bytes_per_token, get_tokenizer
-import words
 
 # GPT-4's split (contractions, words with one leading space or symbol, punctuation runs, newlines, spaces)
 # with \p{N}{1,2} turned into \p{N}: each number character alone, so no merge can hold a digit
@@ -45,13 +46,8 @@ overwrite = False
 
 
 def gsm8k_texts(path):
-    """Question and worked answer of each row of a GSM8K jsonl file, as one text."""
-    try:
-        with open(path) as f:
-            return [f"{row['question']}\n{row['answer']}" for row in map(json.loads, f)]
-    except (OSError, ValueError, KeyError) as e:
-        raise SystemExit(f"cannot read GSM8K rows from {path} ({type(e).__name__}: {e}); "
-                         "--gsm8k_file and --eval_file take jsonl files of {\"question\", \"answer\"} rows")
+    """Question and worked answer of each GSM8K row of a jsonl file, as one text."""
+    return [f"{r.question}\n{r.solution}" for r in gsm8k.load_file(path)]
 
 
 def chunk_counts(texts, pattern=PATTERN):
