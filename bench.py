@@ -9,7 +9,8 @@ Training: tokens/s of nanomath's model in fp32 and bf16 autocast, eager and comp
 the same shape written the obvious way (attention by hand with a materialised (T, T) mask, exact GELU,
 per-parameter AdamW, fp32, eager). Generation: the KV-cache engine against recomputing the whole prefix
 for every new token. With --rollout_ckpt=out/sft/ckpt.pt, also GRPO's rollouts from a trained model (its
-prompts, its groups, temperature 1), with the rows that stopped dropped from the batch or kept to the end.
+prompts, its groups, temperature 1): the rows that stopped kept to the end or dropped from the batch, and
+the batch sampled in one round or in rounds of prompts_per_step prompts.
 
     python bench.py --rollout_ckpt=out/sft/ckpt.pt --compile_variants=False
 
@@ -23,13 +24,14 @@ import ctypes
 import dataclasses
 import math
 import os
+import random
 import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import load_checkpoint, model_from_checkpoint, peak_flops, read_jsonl, setup
+from common import load_checkpoint, model_from_checkpoint, peak_flops, read_problems, setup
 from generation import place_trackers
 from configurator import configure
 from lora import add_lora, describe, settings
@@ -47,11 +49,12 @@ steps = 15                  # timed training steps per variant (after 3 warm-up 
 gen_batch_size = 64
 gen_tokens = 64
 compile_variants = True     # torch.compile adds a minute of compilation on a CPU
-rollout_ckpt = ""           # a trained checkpoint: also time GRPO rollouts from it (on data_dir's sft_val prompts)
+rollout_ckpt = ""           # a trained checkpoint: also time GRPO rollouts from it (data_dir/test_length.jsonl prompts)
 data_dir = "data/small"
 rollout_prompts = 64        # prompts of one rollout batch, each sampled group_size times
 group_size = 8
-rollout_tokens = 200        # max_new_tokens of a rollout (train_grpo.py's default)
+rollout_tokens = 256        # max_new_tokens of a rollout (train_grpo.py's default)
+prompts_per_step = 16       # train_grpo.py's: a round of dynamic sampling before it sized one round to fill the batch
 memory = False              # True: the memory of one training step instead (fp32, pos and shape as above)
 lora_rank = 0               # memory: 0 trains every weight; > 0 LoRA adapters of this rank (train_sft.py's keys)
 lora_alpha = 16.0
@@ -236,25 +239,35 @@ def main():
 
 
 def time_rollouts(rt):
-    """Sampled tokens/s of one GRPO rollout batch from rollout_ckpt, finished rows dropped or kept."""
+    """One GRPO rollout batch from rollout_ckpt, timed three ways: finished rows decoded to the end, finished
+    rows dropped from the batch (one round), and the same rows in rounds of prompts_per_step prompts, as
+    train_grpo.py's dynamic sampling drew them before it sized one round to fill the batch."""
     checkpoint = load_checkpoint(rollout_ckpt, rt.device)
     tok = get_tokenizer(checkpoint["tokenizer"])
     model = model_from_checkpoint(checkpoint, rt.device).eval()
-    rows = read_jsonl(os.path.join(data_dir, "sft_val.jsonl"), ("prompt",))[:rollout_prompts]
-    prompts = [tok.encode(r["prompt"]) for r in rows for _ in range(group_size)]
+    # lengths 1 to 6, in and past the box, as GRPO practises at the edge (timing only: nothing trains on them)
+    problems = random.Random(0).sample(read_problems(os.path.join(data_dir, "test_length.jsonl")), rollout_prompts)
+    prompts = [tok.encode(p.prompt) for p in problems for _ in range(group_size)]
     autocast = torch.autocast(rt.device_type, dtype=torch.bfloat16, enabled=rt.dtype == "bfloat16")
-    speeds = {}
-    for compact in (False, True):
-        with autocast:
-            t0 = time.perf_counter()
-            gen = generate(model, prompts, rollout_tokens, temperature=1.0, stop_ids=(tok.end_id,),
-                           generator=torch.Generator(rt.device).manual_seed(0), compact=compact,
-                           trackers=place_trackers(model, tok, prompts))
-            speeds[compact] = int(gen.mask.sum()) / (time.perf_counter() - t0)
-    print(f"\n| GRPO rollouts from {rollout_ckpt}: {rollout_prompts} prompts x {group_size}, {rt.dtype} | sampled "
-          f"tokens/s | ratio |\n|---|---:|---:|")
-    print(f"| finished rows decoded to the end (the engine before) | {speeds[False]:,.0f} | 1.00x |")
-    print(f"| finished rows dropped from the batch | {speeds[True]:,.0f} | {speeds[True] / speeds[False]:.2f}x |")
+    n = prompts_per_step * group_size
+    variants = [("finished rows decoded to the end (the engine of round 1)", False, [prompts]),
+                (f"in rounds of {prompts_per_step} prompts, finished rows dropped", True,
+                 [prompts[i:i + n] for i in range(0, len(prompts), n)]),
+                (f"in one round of {rollout_prompts} prompts, finished rows dropped", True, [prompts])]
+    print(f"\n| GRPO rollouts from {rollout_ckpt}: {rollout_prompts} prompts x {group_size}, {rollout_tokens} new "
+          f"tokens at most, {rt.dtype} | seconds | sampled tokens/s | ratio |\n|---|---:|---:|---:|")
+    first = None
+    for name, compact, rounds in variants:
+        t0, tokens = time.perf_counter(), 0
+        for batch in rounds:
+            with autocast:
+                gen = generate(model, batch, rollout_tokens, temperature=1.0, stop_ids=(tok.end_id,),
+                               generator=torch.Generator(rt.device).manual_seed(0), compact=compact,
+                               trackers=place_trackers(model, tok, batch))
+            tokens += int(gen.mask.sum())
+        seconds = time.perf_counter() - t0
+        first = first or seconds
+        print(f"| {name} | {seconds:.2f} | {tokens / seconds:,.0f} | {first / seconds:.2f}x |")
 
 
 if __name__ == "__main__":

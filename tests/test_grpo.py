@@ -242,6 +242,7 @@ def test_end_to_end_then_resume(monkeypatch, data_dir, random_ckpt, tmp_path):
     assert set(read_log(out, "eval")[-1]["accuracy"]) >= {"overall", "a_plus_b_q"}
     ckpt = torch.load(out / "ckpt.pt", weights_only=True)
     assert ckpt["iter_num"] == 2 and ckpt["reference_from"] == str(random_ckpt)
+    assert 0 <= ckpt["informative_share"] <= 1                           # sizes the resumed run's first round
     assert {t for t, _ in ckpt["task_weights"]} == set(TASK_TYPES)         # auto: every type keeps a little practice
 
     references.clear()
@@ -281,6 +282,17 @@ def test_dynamic_sampling_keeps_only_groups_whose_rewards_differ(monkeypatch, da
     assert row["groups"] == 4                                            # filled in the second round
     assert row["zero_std_frac"] == 0.5 and row["dropped_frac"] == 0.5
     assert row["kl"] == 0                                                # policy == reference before the update
+
+
+def test_a_sampling_round_is_sized_to_fill_the_batch(monkeypatch):
+    module = importlib.reload(importlib.import_module("train_grpo"))
+    monkeypatch.setattr(module, "prompts_per_step", 16)
+    monkeypatch.setattr(module, "max_sampling_rounds", 4)                # a budget of 64 prompts a step
+    assert module.round_prompts(16, 1.0, 0) == 16
+    assert module.round_prompts(16, 0.5, 0) == 32                        # half informative: twice the prompts
+    assert module.round_prompts(5, 0.4, 32) == 13                        # ceil(5 / 0.4)
+    assert module.round_prompts(16, 0.1, 0) == 64                        # the share counts as at least 1/4
+    assert module.round_prompts(10, 0.1, 60) == 4                        # what is left of the 64
 
 
 def test_a_batch_that_never_fills_is_a_one_line_error(monkeypatch, data_dir, tmp_path):
