@@ -413,6 +413,17 @@ def assemble(rows, tok, device):
     return idx.to(device), places.to(device), mask.to(device), sample_logps.to(device)
 
 
+def trim_masked_tail(idx, places, mask, sample_logps):
+    """Cut the columns after the last one any row's mask keeps: a masked-out truncated row pads the batch
+    to max_new_tokens, and the causal forward's logits before a column do not depend on it, so the loss is
+    the same at a fraction of the update's cost. idx, places (B, T, ...); mask, sample_logps (B, T-1)."""
+    kept = mask.any(dim=0).nonzero()
+    if len(kept) == 0:
+        return idx, places, mask, sample_logps
+    last = int(kept.max()) + 1                                            # mask columns to keep
+    return idx[:, :last + 1], places[:, :last + 1], mask[:, :last], sample_logps[:, :last]
+
+
 # -----------------------------------------------------------------------------
 # the update
 
@@ -546,6 +557,7 @@ def main():
         idx, places, mask, sample_logps = assemble(rows, tok, rt.device)
         if truncated == "mask":
             mask &= torch.tensor(rows["stopped"], device=rt.device)[:, None]
+            idx, places, mask, sample_logps = trim_masked_tail(idx, places, mask, sample_logps)
         entropy_coef = entropy_coef_start + (entropy_coef_end - entropy_coef_start) * iter_num / max_iters
         anchor = None
         if sft_rows:

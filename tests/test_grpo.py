@@ -14,7 +14,7 @@ from model import GPT, GPTConfig, generate, token_logprobs
 from tasks import TASK_TYPES, Problem, completion, make_problem
 from tokenizer import get_tokenizer
 from task_mix import auto_weights, check_weights, draw_problems, without_exhausted_cells
-from train_grpo import assemble, compute_advantages, grpo_loss, k3_kl, reward
+from train_grpo import assemble, compute_advantages, grpo_loss, k3_kl, reward, trim_masked_tail
 
 
 # ---------------------------------------------------------------- advantages
@@ -282,6 +282,24 @@ def test_dynamic_sampling_keeps_only_groups_whose_rewards_differ(monkeypatch, da
     assert row["groups"] == 4                                            # filled in the second round
     assert row["zero_std_frac"] == 0.5 and row["dropped_frac"] == 0.5
     assert row["kl"] == 0                                                # policy == reference before the update
+
+
+def test_masked_tail_is_cut_and_the_loss_is_unchanged():
+    torch.manual_seed(0)
+    model = tiny_model()
+    idx = torch.randint(0, 20, (3, 9))
+    places = torch.zeros(3, 9, 2, dtype=torch.long)
+    mask = torch.zeros(3, 8, dtype=torch.bool)
+    mask[0, 2:5] = mask[1, 1:4] = True              # row 2: a truncated row, masked out, pads the batch to 9
+    sample_logps = torch.randn(3, 8)
+    t_idx, t_places, t_mask, t_logps = trim_masked_tail(idx, places, mask, sample_logps)
+    assert t_idx.shape == (3, 6) and t_places.shape == (3, 6, 2) and t_mask.shape == t_logps.shape == (3, 5)
+    assert torch.equal(t_logps, sample_logps[:, :5]) and torch.equal(t_mask, mask[:, :5])
+    full = token_logprobs(model(idx, places=places)[0], idx)
+    cut = token_logprobs(model(t_idx, places=t_places)[0], t_idx)
+    assert torch.allclose(full[mask], cut[t_mask], atol=1e-6)          # every kept token's log-prob is the same
+    nothing = torch.zeros(3, 8, dtype=torch.bool)
+    assert trim_masked_tail(idx, places, nothing, sample_logps)[0].shape == (3, 9)
 
 
 def test_a_sampling_round_is_sized_to_fill_the_batch(monkeypatch):
