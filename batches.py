@@ -23,6 +23,13 @@ def read_tokens(data_dir, split):
     return data.reshape(-1, 2) if split.endswith("_places") else data
 
 
+def unused_token_ids(data_dir, vocab_size):
+    """The ids that never occur in data_dir/train.bin, the training stream (SFT's rows are its documents):
+    a BPE tokenizer learnt on more text than the model trains on has many (README: Word problems)."""
+    counts = np.bincount(read_tokens(data_dir, "train"), minlength=vocab_size)[:vocab_size]
+    return np.flatnonzero(counts == 0).tolist()
+
+
 def document_starts(data, eot_id, block_size):
     """Offsets where a document (one worked problem) begins and a whole window still fits."""
     starts = np.concatenate([[0], np.flatnonzero(np.asarray(data) == eot_id) + 1])

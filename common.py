@@ -84,6 +84,21 @@ def setup(device="auto", dtype="auto", seed=1337):
     return Runtime(device, device_type, dtype, ctx, ddp, rank, local_rank, world_size, rank == 0)
 
 
+def zero_unused_tokens(model, token_ids):
+    """Zero the embedding rows of token_ids and keep them zero while training (their gradient is dropped;
+    AdamW's decay keeps a zero a zero). A row that no training token uses is otherwise whatever the random
+    init and the output softmax left in it, which a model reads as some word; a zero row reads as nothing.
+    With tied embeddings the output logit of such a token stays 0."""
+    if not token_ids:
+        return
+    weight = model.transformer.wte.weight
+    rows = torch.tensor(token_ids, device=weight.device)
+    with torch.no_grad():
+        weight[rows] = 0
+    if weight.requires_grad:                  # not under LoRA, whose base is frozen anyway
+        weight.register_hook(lambda grad: grad.index_fill(0, rows, 0))
+
+
 def wrap_model(model, rt, compile=False):
     """torch.compile and DDP wrapping; returns (model to call in training, the raw module)."""
     raw = model

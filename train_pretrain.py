@@ -12,10 +12,10 @@ import time
 import numpy as np
 import torch
 
-from batches import batch_rng, document_mask, document_starts, get_batch, read_tokens
+from batches import batch_rng, document_mask, document_starts, get_batch, read_tokens, unused_token_ids
 from common import (setup, wrap_model, teardown, sync_context, check_grad_accum, get_lr, optimizer_step,
                     peak_flops, save_checkpoint, start_model, checkpoint_payload, check_out_dir, check_data,
-                    MetricsLog, read_meta)
+                    MetricsLog, read_meta, zero_unused_tokens)
 from configurator import configure
 from model import GPT, GPTConfig
 from tokenizer import get_tokenizer
@@ -40,6 +40,7 @@ n_head = 4
 n_kv_head = 0
 n_embd = 128
 dropout = 0.0
+zero_unused = False         # True: tokens train.bin never holds keep a zero embedding (README: Word problems)
 bias = True
 pos = "coupled"             # digit places (places.py): what generalises past the trained lengths (README); or "rope", "learned"
 norm = "layernorm"
@@ -121,6 +122,8 @@ def main():
         data = read_tokens(data_dir, split)
         splits[split] = (data, read_tokens(data_dir, f"{split}_places"), document_starts(data, eot_id, block))
     tokens_per_iter = accum * rt.world_size * batch_size * block
+    if zero_unused:
+        zero_unused_tokens(model, unused_token_ids(data_dir, model.config.vocab_size))
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), rt.device_type)
     if resuming:
         optimizer.load_state_dict(ckpt["optimizer"])

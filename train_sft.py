@@ -17,10 +17,10 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from batches import batch_rng, document_mask, document_starts, get_batch, read_tokens, sft_batch
+from batches import batch_rng, document_mask, document_starts, get_batch, read_tokens, unused_token_ids, sft_batch
 from common import (setup, wrap_model, teardown, sync_context, check_grad_accum, get_lr, optimizer_step,
                     save_checkpoint, start_model, checkpoint_payload, check_out_dir, check_data, MetricsLog,
-                    read_jsonl, read_problems, read_meta)
+                    read_jsonl, read_problems, read_meta, zero_unused_tokens)
 from generation import greedy_accuracy
 from configurator import configure
 from lora import describe, settings
@@ -52,6 +52,7 @@ beta1 = 0.9
 beta2 = 0.99
 grad_clip = 1.0
 dropout = 0.0
+zero_unused = False                  # True: tokens train.bin never holds keep a zero embedding (README: Word problems)
 # LoRA (lora.py): adapters on the frozen start checkpoint; out_dir/ckpt.pt then holds only them and its path
 lora_rank = 0                        # 0: every weight trains; > 0: adapters of this rank, only they train
 lora_alpha = 16.0                    # the adapters' update is scaled by lora_alpha / lora_rank
@@ -131,6 +132,8 @@ def main():
     model.grad_checkpoint = grad_checkpoint
     block = model.config.block_size
     val_stream = (val_data, read_tokens(data_dir, "val_places"), document_starts(val_data, tok.eot_id, block))
+    if zero_unused:
+        zero_unused_tokens(model, unused_token_ids(data_dir, model.config.vocab_size))
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), rt.device_type)
     if resuming:
         optimizer.load_state_dict(ckpt["optimizer"])

@@ -9,3 +9,4 @@ learning_rate = 1e-3       # the model is still learning the stories (pretrainin
 min_lr = 1e-4              # keeping a distribution it has learnt: a higher rate than arithmetic's SFT
 forgetting_threshold = 1.0 # its pretraining val loss is mostly the questions' random numbers
 eval_interval = 200
+zero_unused = True         # and stay so through SFT

@@ -1,11 +1,14 @@
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 
 from common import (get_lr, save_checkpoint, load_checkpoint, read_jsonl, MetricsLog, check_data, check_out_dir,
-                    read_meta, read_problems, setup)
+                    read_meta, read_problems, setup, zero_unused_tokens)
+from batches import unused_token_ids
+from model import GPT, GPTConfig
 from generation import encode_completions
 from configurator import configure
 from tokenizer import get_tokenizer, THINK, END_THINK, END, EOT
@@ -246,3 +249,21 @@ def test_encode_completions_masks_prompt_and_padding():
     assert tok.decode(idx[1][mask[1]].tolist()) == f"30{END}"
     with pytest.raises(SystemExit, match="7 tokens is longer than block_size 6"):
         encode_completions(tok, ["1+2=?"], [f"3{END}"], block_size=6)
+
+
+def test_tokens_the_data_never_holds_keep_a_zero_embedding(tmp_path):
+    np.array([1, 2, 3, 1, 2], dtype=np.uint16).tofile(tmp_path / "train.bin")
+    unused = unused_token_ids(str(tmp_path), 8)
+    assert unused == [0, 4, 5, 6, 7]
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=8, vocab_size=8, n_layer=1, n_head=1, n_embd=8, pos="rope"))
+    zero_unused_tokens(model, unused)
+    optimizer = model.configure_optimizers(0.1, 1e-2, (0.9, 0.99), "cpu")
+    x, y = torch.tensor([[1, 2, 3, 1]]), torch.tensor([[2, 3, 1, 2]])
+    for _ in range(3):                        # the output softmax pushes every row, the used ones' inputs pull theirs
+        model(x, y)[1].backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    weight = model.transformer.wte.weight
+    assert (weight[unused] == 0).all() and (weight[[1, 2, 3]] != 0).all()
+    assert model.lm_head.weight is weight     # tied: the unused tokens' logits stay 0
