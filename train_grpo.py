@@ -42,7 +42,7 @@ The knobs
                      prompts until prompts_per_step groups are informative. A round draws as many prompts as
                      should fill the batch at the informative share seen so far (the step's, or the last
                      step's): one batched round, with one tail of long rows, instead of several rounds of
-                     prompts_per_step (bench.py: 1.4-1.8x faster for the same rollouts), at most
+                     prompts_per_step (faster for the same rollouts: README, Benchmarks), at most
                      max_sampling_rounds rounds and max_sampling_rounds x prompts_per_step prompts a step
   truncated          a completion that hits max_new_tokens without <|end|>: "mask" leaves it out of the loss
                      (DAPO's overlong filtering), "penalize" gives it reward 0 even if a number in it is right
