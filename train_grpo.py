@@ -280,6 +280,11 @@ def reward(problem, text, stopped, truncated="mask", format_reward=0.0):
 # rollouts
 
 
+def informative_share_of(stats):
+    """The share of the sampled groups (collect_batch's stats) whose rewards differ."""
+    return 1 - stats["zero_std"] / stats["groups"]
+
+
 def round_prompts(missing, informative_share, drawn):
     """Prompts for the next sampling round: enough to fill the `missing` groups at the expected share of
     informative groups, within the step's budget of max_sampling_rounds x prompts_per_step (`drawn` so far)."""
@@ -301,7 +306,7 @@ def collect_batch(model, tok, rt, weights, held_out, iter_num, pool=None, inform
     stats = {"rewards": [], "lengths": [], "stopped": [], "groups": 0, "zero_std": 0, "seconds": 0.0}
     for round_idx in range(max_sampling_rounds if dynamic_sampling else 1):
         # the share of informative groups: this step's so far, or before its first round the last step's
-        share = 1 - stats["zero_std"] / stats["groups"] if stats["groups"] else informative_share
+        share = informative_share_of(stats) if stats["groups"] else informative_share
         n_prompts = (round_prompts(prompts_per_step - len(rows["rewards"]) // group_size, share, stats["groups"])
                      if dynamic_sampling else prompts_per_step)
         if n_prompts <= 0:
@@ -378,14 +383,11 @@ def mean_over_ranks(value, rt):
 def check_filled(n_groups, mean_reward, rt):
     """Stop if dynamic sampling kept no group at all (on any rank): every prompt's completions were all
     right or all wrong, so there is nothing to learn from at this checkpoint."""
-    n_groups, mean_reward = torch.tensor(float(n_groups)), torch.tensor(mean_reward)
+    n_groups = torch.tensor(float(n_groups), device=rt.device)
     if rt.ddp:
-        n_groups, mean_reward = n_groups.to(rt.device), mean_reward.to(rt.device)
         dist.all_reduce(n_groups, op=dist.ReduceOp.MIN)
-        dist.all_reduce(mean_reward)
-        mean_reward = mean_reward / rt.world_size
+    m = mean_over_ranks(mean_reward, rt)
     if n_groups.item() == 0:
-        m = mean_reward.item()
         raise SystemExit(f"dynamic sampling: {max_sampling_rounds * prompts_per_step} prompts gave no group "
                          f"with differing rewards (mean reward {m:.3f}): the tasks are too "
                          f"{'easy' if m >= 0.5 else 'hard'} for this checkpoint; change task_weights or the data's "
@@ -550,7 +552,7 @@ def main():
                                                                log), held_out_list)
         t0 = time.time()
         rows, stats = collect_batch(raw_model, tok, rt, weights, held_out, iter_num, pool, informative_share)
-        informative_share = mean_over_ranks(1 - stats["zero_std"] / stats["groups"], rt)
+        informative_share = mean_over_ranks(informative_share_of(stats), rt)
         tokens_seen += sum(stats["lengths"]) * rt.world_size  # sampled tokens, across ranks
         check_filled(len(rows["rewards"]) // group_size, float(np.mean(stats["rewards"])), rt)
         advantages, _ = compute_advantages(torch.tensor(rows["rewards"]), group_size, scale_rewards)
