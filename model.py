@@ -120,8 +120,13 @@ class KVCache:
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
     def keep(self, rows):
-        """Keep only the batch rows where rows (B,) is True."""
-        self.k, self.v = self.k[:, rows], self.v[:, rows]
+        """Keep only the batch rows where rows (B,) is True. Only the columns written so far are copied: a
+        batch compacts while much of its cache is still empty."""
+        k = self.k.new_empty(self.n_layer, int(rows.sum()), *self.k.shape[2:])
+        v = torch.empty_like(k)
+        k[:, :, :, :self.pos] = self.k[:, rows, :, :self.pos]
+        v[:, :, :, :self.pos] = self.v[:, rows, :, :self.pos]
+        self.k, self.v = k, v
 
 
 class CausalSelfAttention(nn.Module):
@@ -415,12 +420,14 @@ def generate(model, prompts, max_new_tokens, temperature=0.0, top_k=0, top_p=1.0
     coupled = model.config.pos == "coupled"
     if coupled and (trackers is None or len(trackers) != len(prompts)):
         raise SystemExit("pos='coupled' generates with one places.PlaceTracker per prompt (trackers=)")
-    idx, valid = left_pad(prompts, pad_id, device)   # (B, P)
+    idx, prompt_valid = left_pad(prompts, pad_id, device)   # (B, P)
     B, P = idx.shape
     if P + max_new_tokens > model.config.block_size:
         raise SystemExit(f"a prompt of {P} tokens plus max_new_tokens={max_new_tokens} exceeds "
                          f"block_size {model.config.block_size}")
-    positions = (valid.cumsum(dim=1) - 1).clamp(min=0)  # (B, P)
+    positions = (prompt_valid.cumsum(dim=1) - 1).clamp(min=0)  # (B, P)
+    # (B, P + max_new_tokens): which columns are real tokens; every generated one is (a stopped row's too)
+    valid = torch.cat([prompt_valid, torch.ones(B, max_new_tokens, dtype=torch.bool, device=device)], dim=1)
     places = None
     if coupled:   # (B, P, 2): the prompts' (place, local position), left-padded like idx
         places = torch.zeros(B, P, 2, dtype=torch.long)
@@ -442,14 +449,15 @@ def generate(model, prompts, max_new_tokens, temperature=0.0, top_k=0, top_p=1.0
     step_idx, step_pos, step_places = idx, positions, places
     for t in range(max_new_tokens):
         S = P + t  # tokens so far
-        # query i (at absolute column S - Tq + i) may see valid keys at columns <= its own, and always itself
         Tq = step_idx.size(1)
-        cols = torch.arange(S, device=device)
-        q_cols = torch.arange(S - Tq, S, device=device)
-        causal = cols[None, :] <= q_cols[:, None]                        # (Tq, S)
-        attn_mask = (causal[None] & valid[:, None, :]) | (cols[None, None, :] == q_cols[None, :, None])
-        logits, _ = model(step_idx, positions=step_pos, attn_mask=attn_mask.unsqueeze(1), kv_cache=cache,
-                          places=step_places)
+        if Tq == 1:   # a cached step: the one new token may see every valid column, itself included
+            attn_mask = valid[:, None, None, :S]                             # (b, 1, 1, S)
+        else:         # query i (at column S - Tq + i) may see valid keys at columns <= its own, and always itself
+            cols = torch.arange(S, device=device)
+            q_cols = torch.arange(S - Tq, S, device=device)
+            causal = cols[None, :] <= q_cols[:, None]                        # (Tq, S)
+            attn_mask = ((causal[None] & valid[:, None, :S]) | (cols[None, None, :] == q_cols[None, :, None]))[:, None]
+        logits, _ = model(step_idx, positions=step_pos, attn_mask=attn_mask, kv_cache=cache, places=step_places)
         logits = logits[:, -1].float()                                   # (b, vocab)
         next_id = sample_next(logits, temperature, top_k, top_p, generator)
         forced_rows = force_queued(next_id, rows, queue) if queue else []
@@ -470,7 +478,6 @@ def generate(model, prompts, max_new_tokens, temperature=0.0, top_k=0, top_p=1.0
                 if fill:
                     queue[r] = fill
         next_pos = step_pos[:, -1:] + 1
-        valid = torch.cat([valid, torch.ones(len(rows), 1, dtype=torch.bool, device=device)], dim=1)
         if coupled:
             ids = next_id.tolist()
             next_places = torch.tensor([[trackers[r].push(ids[i]) if on else (0, 0)] for i, (r, on)
@@ -486,7 +493,8 @@ def generate(model, prompts, max_new_tokens, temperature=0.0, top_k=0, top_p=1.0
             break
         if compact and 4 * int(running.sum()) <= 3 * len(rows):          # drop the stopped rows
             keep = running
-            rows, running, valid, step_idx, step_pos = rows[keep], running[keep], valid[keep], step_idx[keep], step_pos[keep]
+            rows, running, valid = rows[keep], running[keep], valid[keep]
+            step_idx, step_pos = step_idx[keep], step_pos[keep]
             step_places = step_places[keep] if coupled else None
             if cache is not None:
                 cache.keep(keep)

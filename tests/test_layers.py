@@ -1,13 +1,13 @@
 """The dependency graph is one way: library modules (tokenizer, tasks, model, common, batches, ...) sit below the
-stage scripts, which sit below report.py, plots.py, notebook_runs.py and the notebooks. A learner can copy one
-stage script and the library modules below it, and nothing else."""
+stage scripts, which sit below report.py, plots.py, notebook_runs.py, bench_peers.py and the notebooks. A learner
+can copy one stage script and the library modules below it, and nothing else."""
 import ast
 import glob
 import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAGES = {"train_pretrain", "train_sft", "train_dpo", "train_grpo", "generate_pairs", "eval", "sample", "bench"}
-TOP = {"report", "plots", "notebook_runs"}
+TOP = {"report", "plots", "notebook_runs", "bench_peers"}
 MODULES = {os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, "*.py"))}
 LIBRARY = MODULES - STAGES - TOP
 
