@@ -85,45 +85,57 @@ def apply_rope(x, cos, sin):
 
 
 def explicit_causal_attention(q, k, v, dropout_p=0.0, mask=None):
-    """softmax(q k^T / sqrt(hd), causal or mask) v written out as three ops. On a CPU in bf16 this is what
-    training uses: torch's fused CPU attention kernel runs its bf16 backward about 3x slower than these ops,
-    whose matmuls run on the bf16 units (measured with torch 2.13 on AVX512-BF16; bench.py times the whole
-    step). q (B, nh, T, hd); k, v (B, nkv, T, hd); mask (B, 1, T, T) bool or None -> (B, nh, T, hd)."""
-    T = q.size(-2)
+    """softmax(q k^T / sqrt(hd), causal or mask) v written out as three ops. On a CPU this is what training
+    in bf16 and every cached decoding step use: torch's fused CPU attention kernel runs its bf16 backward
+    about 3x slower than these ops, whose matmuls run on the bf16 units, and a decoding step's one query
+    over a masked cache 4-5x slower in bf16 and up to 2x in fp32 (measured with torch 2.13 on AVX512-BF16;
+    bench.py times the whole step and the engine). q (B, nh, T, hd); k, v (B, nkv, S, hd), the last T of
+    the S keys being the queries' own; mask (B, 1, T, S) bool or None (causal) -> (B, nh, T, hd)."""
+    T, S = q.size(-2), k.size(-2)
     if k.size(1) != q.size(1):  # GQA: each K/V head serves n_head / n_kv_head query heads
         k = k.repeat_interleave(q.size(1) // k.size(1), dim=1)
         v = v.repeat_interleave(q.size(1) // v.size(1), dim=1)
-    att = (q @ k.transpose(-2, -1)) * q.size(-1) ** -0.5               # (B, nh, T, T)
+    att = (q @ k.transpose(-2, -1)) * q.size(-1) ** -0.5               # (B, nh, T, S)
     if mask is None:
-        mask = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+        mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
     att = F.dropout(att.masked_fill(~mask, float("-inf")).softmax(dim=-1), dropout_p)
     return att @ v
 
 
 class KVCache:
     """Keys and values of every layer for a batch whose rows all sit at the same position
-    (prompts are left-padded to one length), so one integer `pos` says where to write next."""
+    (prompts are left-padded to one length), so one integer `pos` says where to write next.
+    The buffers grow `block` columns at a time and attention reads a layer's buffer whole, the columns not
+    written yet masked out: a slice of a longer buffer is a strided tensor, which a CPU matmul first copies
+    (a decoding step's attention 3-5x slower; README: Benchmarks)."""
 
-    def __init__(self, n_layer, max_len):
-        self.n_layer, self.max_len = n_layer, max_len
+    def __init__(self, n_layer, max_len, block=32):
+        self.n_layer, self.max_len, self.block = n_layer, max_len, block
         self.k = self.v = None
         self.pos = 0
 
     def update(self, layer, k, v):
-        B, H, T, hd = k.shape  # (B, n_kv_head, T, head_dim)
-        if self.k is None:  # allocate on first use, in the dtype autocast produced
-            self.k = k.new_empty(self.n_layer, B, H, self.max_len, hd)
-            self.v = v.new_empty(self.n_layer, B, H, self.max_len, hd)
+        """Write k, v (B, n_kv_head, T, head_dim) at pos; returns the layer's keys and values (B, n_kv_head, W,
+        head_dim), W >= pos + T, where the columns from pos + T on are zeros (finite: a masked column's zero
+        weight times them is zero)."""
+        B, H, T, hd = k.shape
         end = self.pos + T
+        if self.k is None or end > self.k.size(3):   # grow by whole blocks, in the dtype autocast produced
+            width = min(self.max_len, -(-end // self.block) * self.block)
+            grown_k, grown_v = k.new_zeros(self.n_layer, B, H, width, hd), v.new_zeros(self.n_layer, B, H, width, hd)
+            if self.k is not None:
+                grown_k[:, :, :, :self.pos] = self.k[:, :, :, :self.pos]
+                grown_v[:, :, :, :self.pos] = self.v[:, :, :, :self.pos]
+            self.k, self.v = grown_k, grown_v
         self.k[layer, :, :, self.pos:end] = k
         self.v[layer, :, :, self.pos:end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+        return self.k[layer], self.v[layer]
 
     def keep(self, rows):
         """Keep only the batch rows where rows (B,) is True. Only the columns written so far are copied: a
         batch compacts while much of its cache is still empty."""
-        k = self.k.new_empty(self.n_layer, int(rows.sum()), *self.k.shape[2:])
-        v = torch.empty_like(k)
+        k = self.k.new_zeros(self.n_layer, int(rows.sum()), *self.k.shape[2:])
+        v = torch.zeros_like(k)
         k[:, :, :, :self.pos] = self.k[:, rows, :, :self.pos]
         v[:, :, :, :self.pos] = self.v[:, rows, :, :self.pos]
         self.k, self.v = k, v
@@ -157,12 +169,13 @@ class CausalSelfAttention(nn.Module):
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if kv_cache is not None:
-            k, v = kv_cache.update(self.layer_idx, k, v)        # (B, nkv, S, hd), S = cached + T
+            k, v = kv_cache.update(self.layer_idx, k, v)        # (B, nkv, W, hd): cached + T columns, then zeros
+            attn_mask = F.pad(attn_mask, (0, k.size(-2) - attn_mask.size(-1)), value=False)   # (B, 1, T, W)
         dropout_p = self.dropout if self.training else 0.0
-        if kv_cache is None and q.device.type == "cpu" and q.dtype == torch.bfloat16:
+        if q.device.type == "cpu" and (q.dtype == torch.bfloat16 or kv_cache is not None):
             y = explicit_causal_attention(q, k, v, dropout_p, attn_mask)
         else:
-            # training takes the fused causal path (flash attention on GPU); the engine passes an explicit mask
+            # training takes the fused causal path (flash attention on GPU); the engine passes its mask
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=attn_mask is None,
                                                dropout_p=dropout_p, enable_gqa=self.n_kv_head != self.n_head)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
@@ -258,6 +271,9 @@ class GPT(nn.Module):
         in SFT, DPO and GRPO rows; packed pretraining windows pass attn_mask to keep it so.
         Returns logits (B, T, vocab) and, with targets (B, T; -1 = ignore), the mean cross-entropy."""
         B, T = idx.size()
+        if kv_cache is not None and attn_mask is None:   # plain causal over the cached tokens and the new ones
+            S = kv_cache.pos + T
+            attn_mask = torch.ones(T, S, dtype=torch.bool, device=idx.device).tril(S - T)[None, None]  # (1, 1, T, S)
         if positions is None:
             if T > self.config.block_size:
                 raise SystemExit(f"sequence of {T} tokens is longer than block_size {self.config.block_size}")
@@ -396,7 +412,12 @@ def sample_next(logits, temperature, top_k, top_p, generator):
         # drop a token when the tokens ranked above it already cover top_p (the first always stays)
         drop_sorted = probs.cumsum(dim=-1) - probs > top_p
         logits = logits.masked_fill(drop_sorted.scatter(1, order, drop_sorted), float("-inf"))
-    return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(1)
+    # inverse-CDF sampling: the first token whose cumulative probability passes a uniform draw. The same
+    # distribution as torch.multinomial, which is 15-20x slower on a CPU at a rollout's batch (a tenth of a
+    # decoding step). A token of probability 0 is never drawn: its cumulative sum equals the one before it.
+    cdf = logits.softmax(dim=-1).cumsum(dim=-1)                                  # (B, vocab)
+    u = torch.rand(cdf.size(0), 1, generator=generator, device=cdf.device)     # (B, 1), in [0, 1)
+    return torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(1).clamp(max=cdf.size(1) - 1)
 
 
 @torch.no_grad()

@@ -70,6 +70,22 @@ def test_explicit_attention_equals_the_fused_kernel(n_kv_head):
     torch.testing.assert_close(explicit_causal_attention(q, k, v), want, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("T", [1, 3])
+def test_explicit_attention_of_cached_queries_equals_the_fused_kernel(T):
+    # a decoding step's queries are the last T of S columns: causal means column <= S - T + i, and a mask
+    # (left padding) is applied as the fused kernel applies it
+    torch.manual_seed(0)
+    q, k, v = torch.randn(3, 4, T, 8), torch.randn(3, 2, 7, 8), torch.randn(3, 2, 7, 8)
+    causal = torch.ones(T, 7, dtype=torch.bool).tril(7 - T)
+    fused = torch.nn.functional.scaled_dot_product_attention
+    torch.testing.assert_close(explicit_causal_attention(q, k, v),
+                               fused(q, k, v, attn_mask=causal, enable_gqa=True), atol=1e-5, rtol=1e-5)
+    mask = causal.expand(3, 1, T, 7).clone()
+    mask[0, :, :, :2] = False                                   # row 0 has two pad columns
+    torch.testing.assert_close(explicit_causal_attention(q, k, v, mask=mask),
+                               fused(q, k, v, attn_mask=mask, enable_gqa=True), atol=1e-5, rtol=1e-5)
+
+
 def test_bf16_training_loss_is_close_to_fp32():
     # on a CPU, bf16 autocast routes training through explicit_causal_attention
     torch.manual_seed(0)
@@ -110,6 +126,16 @@ def test_top_k_and_top_p_filter_the_distribution():
     # top_p 0.7: 0.5 alone does not cover it, 0.5+0.3 does: tokens 0 and 1 stay
     nucleus = {int(sample_next(logits, 1.0, 0, 0.7, g)) for _ in range(200)}
     assert nucleus == {0, 1}
+
+
+def test_sampling_draws_each_token_with_its_probability():
+    # inverse-CDF sampling: frequencies within 4 standard errors of the probabilities, zeros never drawn
+    probs = torch.tensor([0.0, 0.5, 0.0, 0.3, 0.15, 0.05, 0.0])
+    logits = torch.log(probs).expand(20000, 7)
+    ids = sample_next(logits, 1.0, 0, 1.0, torch.Generator().manual_seed(0))
+    freq = torch.bincount(ids, minlength=7).float() / len(ids)
+    assert (freq[probs == 0] == 0).all()
+    assert ((freq - probs).abs() <= 4 * (probs * (1 - probs) / len(ids)).sqrt()).all()
 
 
 def test_token_logprobs_scores_the_next_token():
