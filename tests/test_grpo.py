@@ -277,7 +277,8 @@ def test_dynamic_sampling_keeps_only_groups_whose_rewards_differ(monkeypatch, da
         module.reward = lambda *args: float(next(calls) % 8 == 0)
 
     run_grpo(monkeypatch, f"--init_from={random_ckpt}", f"--data_dir={data_dir}", f"--out_dir={out}",
-             "--max_iters=1", "--beta=0.04", "--dynamic_sampling=True", patch=one_right_answer_in_every_other_group)
+             "--max_iters=1", "--beta=0.04", "--dynamic_sampling=True", "--num_iterations=1",
+             patch=one_right_answer_in_every_other_group)
     row = read_log(out, "train")[0]
     assert row["groups"] == 4                                            # filled in the second round
     assert row["zero_std_frac"] == 0.5 and row["dropped_frac"] == 0.5
