@@ -8,7 +8,7 @@ import os
 import numpy as np
 import torch
 
-from generation import encode_completions
+from generation import encode_example
 
 
 def read_tokens(data_dir, split):
@@ -50,10 +50,14 @@ def document_mask(x, eot_id):
     """(B, 1, T, T) bool: token t may attend to token s <= t of its own document (documents end with
     <|endoftext|>). A packed window holds several worked problems, and a model whose positions restart in
     every step (pos='coupled') could not tell the digits of one problem from those of the one before."""
-    doc = torch.cumsum(x == eot_id, dim=1) - (x == eot_id).long()              # (B, T): <|endoftext|> ends its own
-    T = x.size(1)
-    causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
-    return (causal & (doc[:, :, None] == doc[:, None, :])).unsqueeze(1)
+    return segment_mask(torch.cumsum(x == eot_id, dim=1) - (x == eot_id).long())   # <|endoftext|> ends its own
+
+
+def segment_mask(segment):
+    """(B, 1, T, T) bool from segment ids (B, T): token t may attend to token s <= t of its own segment."""
+    T = segment.size(1)
+    causal = torch.ones(T, T, dtype=torch.bool, device=segment.device).tril()
+    return (causal & (segment[:, :, None] == segment[:, None, :])).unsqueeze(1)
 
 
 def batch_rng(seed, iter_num, micro_batch):
@@ -63,11 +67,36 @@ def batch_rng(seed, iter_num, micro_batch):
 
 
 def sft_batch(examples, ix, tok, block_size, device):
-    """x (B, T) inputs, y (B, T) targets where only completion tokens are scored (-1 elsewhere), and the
-    places of x, for model(x, y, places=...): pretraining's loss with a mask. Target t is token t+1, so the
-    mask is shifted with it: the first completion token is predicted from the last prompt token, and the
-    prompt's own tokens are never targets."""
-    idx, completion_mask, places = encode_completions(tok, [examples[i]["prompt"] for i in ix],
-                                                      [examples[i]["completion"] for i in ix], block_size)
-    targets = torch.where(completion_mask[:, 1:], idx[:, 1:], -1)  # (B, T-1)
-    return idx[:, :-1].to(device), targets.to(device), places[:, :-1].to(device)
+    """The examples ix as x (R, T) inputs, y (R, T) targets where only completion tokens are scored (-1
+    elsewhere), the places of x (R, T, 2) and attn_mask (R, 1, T, T), for model(x, y, places=..., attn_mask=...):
+    pretraining's loss with a mask. Target t is token t+1, so the mask is shifted with it: the first completion
+    token is predicted from the last prompt token, and the prompt's own tokens are never targets.
+    The examples are packed, first fit in order, into R rows as long as the longest of them, each seeing only
+    itself: a worked 3x3-digit product is ten times an addition's length, and one example a row would make
+    a batch mostly padding (twice the token slots of the small data's SFT batches)."""
+    encoded = [encode_example(tok, examples[i]["prompt"], examples[i]["completion"], block_size) for i in ix]
+    T = max(len(ids) for ids, _, _ in encoded)
+    rows, room = [], []                    # the examples of each row, and the tokens it has left
+    for j, (ids, _, _) in enumerate(encoded):
+        r = next((r for r, left in enumerate(room) if len(ids) <= left), len(rows))
+        if r == len(rows):
+            rows.append([])
+            room.append(T)
+        rows[r].append(j)
+        room[r] -= len(ids)
+    idx = torch.zeros(len(rows), T, dtype=torch.long)
+    completion_mask = torch.zeros(len(rows), T, dtype=torch.bool)
+    places = torch.zeros(len(rows), T, 2, dtype=torch.long)
+    segment = torch.full((len(rows), T), -1)   # padding: a segment of its own
+    for r, members in enumerate(rows):
+        start = 0
+        for j in members:
+            ids, mask, pl = encoded[j]
+            end = start + len(ids)
+            idx[r, start:end], completion_mask[r, start:end] = torch.tensor(ids), torch.tensor(mask)
+            places[r, start:end], segment[r, start:end] = torch.tensor(pl), j
+            start = end
+    # a target that crosses into the next example is its first prompt token: unscored, like the prompt's own
+    targets = torch.where(completion_mask[:, 1:], idx[:, 1:], -1)        # (R, T-1)
+    return (idx[:, :-1].to(device), targets.to(device), places[:, :-1].to(device),
+            segment_mask(segment[:, :-1]).to(device))

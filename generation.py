@@ -13,21 +13,20 @@ from tasks import is_correct
 
 
 
+def encode_example(tok, prompt, completion, block_size):
+    """One prompt + completion as token ids, the completion mask (the <|end|> token included; the prompt
+    excluded) and every token's (digit place, local position) (places.py), lists of one length.
+    An example longer than block_size is an error: silently cutting it would train on a different answer."""
+    p, c = tok.encode(prompt), tok.encode(completion)
+    if len(p) + len(c) > block_size:
+        raise SystemExit(f"example of {len(p) + len(c)} tokens is longer than block_size {block_size}: {prompt!r}")
+    return p + c, [False] * len(p) + [True] * len(c), completion_places(tok, p, c)
+
+
 def encode_completions(tok, prompts, completions, block_size, pad_id=0):
-    """Right-padded batch of prompt+completion token ids, the mask of completion tokens (the <|end|> token
-    included; prompt and padding excluded) and every token's (digit place, local position) (places.py; 0 on
-    padding), which pos='coupled' models read and the others ignore. Returns idx (B, T), completion_mask
-    (B, T) and places (B, T, 2).
-    A pair longer than block_size is an error: silently cutting it would train on a different answer."""
-    rows, masks, places = [], [], []
-    for prompt, completion in zip(prompts, completions):
-        p, c = tok.encode(prompt), tok.encode(completion)
-        if len(p) + len(c) > block_size:
-            raise SystemExit(f"example of {len(p) + len(c)} tokens is longer than block_size {block_size}: "
-                             f"{prompt!r}")
-        rows.append(p + c)
-        masks.append([False] * len(p) + [True] * len(c))
-        places.append(completion_places(tok, p, c))
+    """Right-padded batch of encode_example rows, which pos='coupled' models read the places of and the others
+    ignore. Returns idx (B, T), completion_mask (B, T) and places (B, T, 2; 0 on padding)."""
+    rows, masks, places = zip(*(encode_example(tok, p, c, block_size) for p, c in zip(prompts, completions)))
     return pad_rows(rows, pad_id), pad_rows(masks, False).bool(), pad_rows(places, 0)
 
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from tokenizer import get_tokenizer, THINK, END_THINK, END
 from batches import sft_batch
+from model import GPT, GPTConfig
 
 from conftest import ROOT, TINY_MODEL
 
@@ -83,8 +84,10 @@ def test_sft_batch_scores_only_completion_tokens():
     tok = get_tokenizer()
     completion = f"{THINK}1+2+0=3{END_THINK}3{END}"
     examples = [{"prompt": "1+2=?", "completion": completion}, {"prompt": "10+20=?", "completion": f"30{END}"}]
-    x, y, places = sft_batch(examples, [0, 1], tok, block_size=64, device="cpu")
+    x, y, places, attn_mask = sft_batch(examples, [0, 1], tok, block_size=64, device="cpu")
     prompt_len = len(tok.encode("1+2=?"))
+    # example 0 fills its row; example 1 (8 + 3 tokens) does not fit beside it and gets a row of its own
+    assert x.shape == (2, len(tok.encode("1+2=?" + completion)) - 1)
     # row 0: targets before the last prompt position are ignored; then exactly the completion, shifted
     assert (y[0, :prompt_len - 1] == -1).all()
     assert tok.decode(y[0, prompt_len - 1:].tolist()) == completion
@@ -95,6 +98,32 @@ def test_sft_batch_scores_only_completion_tokens():
     logits = torch.zeros(2, x.size(1), tok.vocab_size)
     loss = F.cross_entropy(logits.transpose(1, 2), y, ignore_index=-1)
     assert loss.item() == pytest.approx(torch.log(torch.tensor(float(tok.vocab_size))).item())
+
+
+def test_sft_batch_packs_examples_that_see_only_themselves_and_keeps_the_loss():
+    tok = get_tokenizer()
+    long = {"prompt": "123*45=?", "completion": "<think>" + "1" * 30 + f"</think>5535{END}"}
+    short = [{"prompt": f"{a}+{b}=?", "completion": f"{a + b}{END}"} for a, b in [(1, 2), (30, 40), (5, 6)]]
+    examples = [long] + short
+    x, y, places, attn_mask = sft_batch(examples, range(4), tok, block_size=64, device="cpu")
+    assert x.size(0) == 2                                      # the three sums share the second row
+    n = [len(tok.encode(e["prompt"] + e["completion"])) for e in short]
+    assert not attn_mask[1, 0, n[0], n[0] - 1] and attn_mask[1, 0, n[0], n[0]]   # the 2nd sum does not see the 1st
+    # each example's targets and places are the ones it has alone, at its offset in the row
+    start = 0
+    for e, length in zip(short, n):
+        alone_x, alone_y, alone_places, _ = sft_batch([e], [0], tok, block_size=64, device="cpu")
+        assert torch.equal(y[1, start:start + length - 1], alone_y[0])
+        assert torch.equal(places[1, start:start + length - 1], alone_places[0])
+        assert (y[1, start + length - 1:start + length] == -1).all()          # the next example's prompt
+        start += length
+    # the packed batch's loss is the loss of the examples one a row (a model that attends)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=64, vocab_size=tok.vocab_size, n_layer=2, n_head=2, n_embd=32, pos="coupled"))
+    packed = model(x, y, places=places, attn_mask=attn_mask)[1]
+    alone = [sft_batch([e], [0], tok, block_size=64, device="cpu") for e in examples]
+    total = sum(model(a, b, places=p)[1].item() * int((b != -1).sum()) for a, b, p, _ in alone)
+    assert packed.item() == pytest.approx(total / sum(int((b != -1).sum()) for _, b, _, _ in alone), abs=1e-5)
 
 
 def test_sft_then_its_checkpoint_resumes(data_dir, pretrained, tmp_path):
