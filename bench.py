@@ -250,7 +250,7 @@ def time_rollouts(rt):
     prompts = [tok.encode(p.prompt) for p in problems for _ in range(group_size)]
     autocast = torch.autocast(rt.device_type, dtype=torch.bfloat16, enabled=rt.dtype == "bfloat16")
     n = prompts_per_step * group_size
-    variants = [("finished rows decoded to the end (the engine of round 1)", False, [prompts]),
+    variants = [("finished rows decoded to the end (as round 1 did)", False, [prompts]),
                 (f"in rounds of {prompts_per_step} prompts, finished rows dropped", True,
                  [prompts[i:i + n] for i in range(0, len(prompts), n)]),
                 (f"in one round of {rollout_prompts} prompts, finished rows dropped", True, [prompts])]
