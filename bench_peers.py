@@ -192,7 +192,8 @@ def trl_trainer(tok):
 
 def bench_grpo_step(tok, rt):
     model = nanomath_model(tok)
-    optimizer = model.configure_optimizers(0.0, train_grpo.learning_rate, (0.9, 0.99), rt.device_type)
+    optimizer = model.configure_optimizers(train_grpo.weight_decay, train_grpo.learning_rate,
+                                           (train_grpo.beta1, train_grpo.beta2), rt.device_type)
     ours = [nanomath_grpo_step(model, optimizer, tok, rt) for _ in range(repeats + 1)][1:]
     peer, why = trl_trainer(tok)
     theirs = None
@@ -202,7 +203,7 @@ def bench_grpo_step(tok, rt):
         k = train_grpo.num_iterations   # a sampling and its updates are k of TRL's steps
         theirs = [b - a for a, b in zip(step_ends[k - 1::k], step_ends[2 * k - 1::k])]
     print(f"\n| GRPO step, {dtype}: {prompts} prompts x {group_size} x {completion_tokens} tokens, then "
-          f"{train_grpo.num_iterations} updates | nanomath s | TRL {theirs and 'GRPOTrainer'} s | "
+          f"{train_grpo.num_iterations} updates | nanomath s | TRL GRPOTrainer s | "
           f"TRL / nanomath |\n|---|---:|---:|---:|")
     line = f"| one step (median of {repeats}) | {median(ours):.2f} | "
     print(line + (f"{median(theirs):.2f} | {median(theirs) / median(ours):.2f}x |" if theirs else "- | - |"))
