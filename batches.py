@@ -66,15 +66,12 @@ def batch_rng(seed, iter_num, micro_batch):
     return np.random.default_rng([seed, iter_num, micro_batch])
 
 
-def sft_batch(examples, ix, tok, block_size, device):
-    """The examples ix as x (R, T) inputs, y (R, T) targets where only completion tokens are scored (-1
-    elsewhere), the places of x (R, T, 2) and attn_mask (R, 1, T, T), for model(x, y, places=..., attn_mask=...):
-    pretraining's loss with a mask. Target t is token t+1, so the mask is shifted with it: the first completion
-    token is predicted from the last prompt token, and the prompt's own tokens are never targets.
-    The examples are packed, first fit in order, into R rows as long as the longest of them, each seeing only
-    itself: a worked 3x3-digit product is ten times an addition's length, and one example a row would make
-    a batch mostly padding (twice the token slots of the small data's SFT batches)."""
-    encoded = [encode_example(tok, examples[i]["prompt"], examples[i]["completion"], block_size) for i in ix]
+def pack_rows(encoded):
+    """generation.encode_example tuples (ids, completion mask, places) packed, first fit in order, into rows as
+    long as the longest of them. Returns idx (R, T), completion_mask (R, T), places (R, T, 2) and segment
+    (R, T): the index in encoded of the example each token belongs to, -1 on padding (a segment of its own),
+    for segment_mask. A worked 3x3-digit product is ten times an addition's length: one example a row would
+    make a batch of the small data mostly padding."""
     T = max(len(ids) for ids, _, _ in encoded)
     rows, room = [], []                    # the examples of each row, and the tokens it has left
     for j, (ids, _, _) in enumerate(encoded):
@@ -87,7 +84,7 @@ def sft_batch(examples, ix, tok, block_size, device):
     idx = torch.zeros(len(rows), T, dtype=torch.long)
     completion_mask = torch.zeros(len(rows), T, dtype=torch.bool)
     places = torch.zeros(len(rows), T, 2, dtype=torch.long)
-    segment = torch.full((len(rows), T), -1)   # padding: a segment of its own
+    segment = torch.full((len(rows), T), -1)
     for r, members in enumerate(rows):
         start = 0
         for j in members:
@@ -96,6 +93,18 @@ def sft_batch(examples, ix, tok, block_size, device):
             idx[r, start:end], completion_mask[r, start:end] = torch.tensor(ids), torch.tensor(mask)
             places[r, start:end], segment[r, start:end] = torch.tensor(pl), j
             start = end
+    return idx, completion_mask, places, segment
+
+
+def sft_batch(examples, ix, tok, block_size, device):
+    """The examples ix as x (R, T) inputs, y (R, T) targets where only completion tokens are scored (-1
+    elsewhere), the places of x (R, T, 2) and attn_mask (R, 1, T, T), for model(x, y, places=..., attn_mask=...):
+    pretraining's loss with a mask. Target t is token t+1, so the mask is shifted with it: the first completion
+    token is predicted from the last prompt token, and the prompt's own tokens are never targets. The examples
+    are packed (pack_rows), each seeing only itself: twice fewer token slots than one example a row on the
+    small data."""
+    idx, completion_mask, places, segment = pack_rows(
+        [encode_example(tok, examples[i]["prompt"], examples[i]["completion"], block_size) for i in ix])
     # a target that crosses into the next example is its first prompt token: unscored, like the prompt's own
     targets = torch.where(completion_mask[:, 1:], idx[:, 1:], -1)        # (R, T-1)
     return (idx[:, :-1].to(device), targets.to(device), places[:, :-1].to(device),

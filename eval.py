@@ -35,7 +35,8 @@ import torch
 
 from common import (setup, load_checkpoint, model_from_checkpoint, check_data, read_problems, read_meta,
                     length_table, markdown_table, percent)
-from generation import encode_completions, check_prompt, complete
+from batches import pack_rows, segment_mask
+from generation import check_prompt, complete, encode_example
 from configurator import configure
 import gsm8k
 from tasks import (TASK_TYPES, Problem, completion, has_canonical_format, parse_prompt,
@@ -104,12 +105,15 @@ def majority_correct(texts, answer):
 
 
 
-def completion_token_hits(logits, idx, completion_mask):
-    """Teacher forcing: per row, how many completion tokens the argmax predicts right, and how many there
-    are. logits (B, T, vocab) at position t predict token t+1, hence the shift. Returns (B,), (B,)."""
-    targets, mask = idx[:, 1:], completion_mask[:, 1:]           # (B, T-1)
-    hits = (logits[:, :-1].argmax(dim=-1) == targets) & mask     # (B, T-1)
-    return hits.sum(dim=1), mask.sum(dim=1)
+def completion_token_hits(logits, idx, completion_mask, segment, n_examples):
+    """Teacher forcing on packed rows (batches.pack_rows): per example, how many completion tokens the argmax
+    predicts right, and how many there are. logits (R, T, vocab) at position t predict token t+1, hence the
+    shift; segment (R, T) is each token's example. Returns (n_examples,), (n_examples,)."""
+    targets, mask = idx[:, 1:], completion_mask[:, 1:]           # (R, T-1)
+    right = (logits[:, :-1].argmax(dim=-1) == targets)[mask]      # (completion tokens,)
+    owner = segment[:, 1:][mask]                                  # a completion token's example, never a neighbour's
+    hits = torch.zeros(n_examples, dtype=torch.long, device=idx.device).index_add_(0, owner, right.long())
+    return hits, torch.bincount(owner, minlength=n_examples)
 
 
 # -----------------------------------------------------------------------------
@@ -228,15 +232,17 @@ def worked_length(ids, tok):
 
 @torch.no_grad()
 def token_accuracy(model, tok, prompts, references, rt, batch_size):
-    """Right argmax predictions and completion tokens per reference completion, one forward a batch."""
+    """Right argmax predictions and completion tokens per reference completion, one forward a batch of
+    batch_size references packed into rows (batches.pack_rows), each seeing only itself."""
     model.eval()
     hits, totals = [], []
     for i in range(0, len(prompts), batch_size):
-        idx, mask, places = encode_completions(tok, prompts[i:i + batch_size], references[i:i + batch_size],
-                                               model.config.block_size)
+        encoded = [encode_example(tok, p, r, model.config.block_size)
+                   for p, r in zip(prompts[i:i + batch_size], references[i:i + batch_size])]
+        idx, mask, places, segment = (t.to(rt.device) for t in pack_rows(encoded))
         with rt.autocast:
-            logits, _ = model(idx.to(rt.device), places=places.to(rt.device))   # (B, T, vocab)
-        h, t = completion_token_hits(logits, idx.to(rt.device), mask.to(rt.device))
+            logits, _ = model(idx, places=places, attn_mask=segment_mask(segment))   # (R, T, vocab)
+        h, t = completion_token_hits(logits, idx, mask, segment, len(encoded))
         hits.append(h.cpu())
         totals.append(t.cpu())
     return torch.cat(hits).numpy(), torch.cat(totals).numpy()

@@ -128,10 +128,22 @@ def test_token_hits_on_a_hand_made_case():
     # one row: prompt [5, 6], completion [7, 8, 9], then a pad. logits[t] predicts idx[t + 1]
     idx = torch.tensor([[5, 6, 7, 8, 9, 0]])
     completion_mask = torch.tensor([[False, False, True, True, True, False]])
+    segment = torch.tensor([[0, 0, 0, 0, 0, -1]])
     predictions = [6, 7, 1, 9, 3, 4]     # position 0 (a prompt token) right but not scored; then right, wrong, right
     logits = torch.nn.functional.one_hot(torch.tensor([predictions]), 12).float()   # (1, 6, 12)
-    hits, totals = ev.completion_token_hits(logits, idx, completion_mask)
+    hits, totals = ev.completion_token_hits(logits, idx, completion_mask, segment, 1)
     assert hits.tolist() == [2] and totals.tolist() == [3]
+
+
+def test_token_hits_of_packed_examples_are_counted_per_example():
+    # row 0: example 0 (prompt [5], completion [7, 8]) then example 2 (prompt [6], completion [9]); row 1: example 1
+    idx = torch.tensor([[5, 7, 8, 6, 9], [5, 6, 7, 8, 0]])
+    completion_mask = torch.tensor([[False, True, True, False, True], [False, False, True, True, False]])
+    segment = torch.tensor([[0, 0, 0, 2, 2], [1, 1, 1, 1, -1]])
+    predictions = [[7, 1, 6, 9, 0], [6, 7, 8, 0, 0]]   # ex 0: right, wrong; ex 2: right; ex 1: right, right
+    logits = torch.nn.functional.one_hot(torch.tensor(predictions), 12).float()     # (2, 5, 12)
+    hits, totals = ev.completion_token_hits(logits, idx, completion_mask, segment, 3)
+    assert hits.tolist() == [1, 2, 1] and totals.tolist() == [2, 2, 1]
 
 
 # ---------------------------------------------------------------- problems
