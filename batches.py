@@ -68,10 +68,11 @@ def batch_rng(seed, iter_num, micro_batch):
 
 def pack_rows(encoded):
     """generation.encode_example tuples (ids, completion mask, places) packed, first fit in order, into rows as
-    long as the longest of them. Returns idx (R, T), completion_mask (R, T), places (R, T, 2) and segment
-    (R, T): the index in encoded of the example each token belongs to, -1 on padding (a segment of its own),
-    for segment_mask. A worked 3x3-digit product is ten times an addition's length: one example a row would
-    make a batch of the small data mostly padding."""
+    long as the longest of them. Returns idx (R, T), completion_mask (R, T), places (R, T, 2), positions (R, T)
+    (each example's own 0, 1, ..., as if alone in its row: what generation gives it) and segment (R, T): the
+    index in encoded of the example each token belongs to, -1 on padding (a segment of its own), for
+    segment_mask. A worked 3x3-digit product is ten times an addition's length: one example a row would make
+    a batch of the small data mostly padding."""
     T = max(len(ids) for ids, _, _ in encoded)
     rows, room = [], []                    # the examples of each row, and the tokens it has left
     for j, (ids, _, _) in enumerate(encoded):
@@ -84,6 +85,7 @@ def pack_rows(encoded):
     idx = torch.zeros(len(rows), T, dtype=torch.long)
     completion_mask = torch.zeros(len(rows), T, dtype=torch.bool)
     places = torch.zeros(len(rows), T, 2, dtype=torch.long)
+    positions = torch.zeros(len(rows), T, dtype=torch.long)
     segment = torch.full((len(rows), T), -1)
     for r, members in enumerate(rows):
         start = 0
@@ -92,20 +94,22 @@ def pack_rows(encoded):
             end = start + len(ids)
             idx[r, start:end], completion_mask[r, start:end] = torch.tensor(ids), torch.tensor(mask)
             places[r, start:end], segment[r, start:end] = torch.tensor(pl), j
+            positions[r, start:end] = torch.arange(len(ids))
             start = end
-    return idx, completion_mask, places, segment
+    return idx, completion_mask, places, positions, segment
 
 
 def sft_batch(examples, ix, tok, block_size, device):
     """The examples ix as x (R, T) inputs, y (R, T) targets where only completion tokens are scored (-1
-    elsewhere), the places of x (R, T, 2) and attn_mask (R, 1, T, T), for model(x, y, places=..., attn_mask=...):
-    pretraining's loss with a mask. Target t is token t+1, so the mask is shifted with it: the first completion
-    token is predicted from the last prompt token, and the prompt's own tokens are never targets. The examples
-    are packed (pack_rows), each seeing only itself: twice fewer token slots than one example a row on the
-    small data."""
-    idx, completion_mask, places, segment = pack_rows(
+    elsewhere), and where: the keyword arguments that place each token for model(x, y, **where), its position
+    and digit place (as if alone) and the attention mask that keeps each example to itself. Pretraining's loss
+    with a mask. Target t is token t+1, so the mask is shifted with it: the first completion token is predicted
+    from the last prompt token, and the prompt's own tokens are never targets. The examples are packed
+    (pack_rows): half the token slots of one example a row on the small data."""
+    idx, completion_mask, places, positions, segment = pack_rows(
         [encode_example(tok, examples[i]["prompt"], examples[i]["completion"], block_size) for i in ix])
     # a target that crosses into the next example is its first prompt token: unscored, like the prompt's own
     targets = torch.where(completion_mask[:, 1:], idx[:, 1:], -1)        # (R, T-1)
-    return (idx[:, :-1].to(device), targets.to(device), places[:, :-1].to(device),
-            segment_mask(segment[:, :-1]).to(device))
+    where = dict(positions=positions[:, :-1].to(device), places=places[:, :-1].to(device),
+                 attn_mask=segment_mask(segment[:, :-1].to(device)))      # (R, T), (R, T, 2), (R, 1, T, T)
+    return idx[:, :-1].to(device), targets.to(device), where

@@ -111,7 +111,7 @@ def bench_generation(tok, rt):
     model = nanomath_model(tok).eval()
     engine, why = nanochat_engine(tok)
     print(f"\n| generation, {dtype}: one prompt x batch, {gen_tokens} new tokens | nanomath tokens/s | "
-          f"nanochat Engine tokens/s | nanomath / nanochat |\n|---|---:|---:|---:|")
+          f"nanochat Engine tokens/s | nanomath / nanochat (above 1: nanomath faster) |\n|---|---:|---:|---:|")
     for batch in [int(b) for b in gen_batch_sizes.split(",")]:
         ours, theirs = [], []
         for r in range(repeats + 1):
@@ -204,7 +204,7 @@ def bench_grpo_step(tok, rt):
         theirs = [b - a for a, b in zip(step_ends[k - 1::k], step_ends[2 * k - 1::k])]
     print(f"\n| GRPO step, {dtype}: {prompts} prompts x {group_size} x {completion_tokens} tokens, then "
           f"{train_grpo.num_iterations} updates | nanomath s | TRL GRPOTrainer s | "
-          f"TRL / nanomath |\n|---|---:|---:|---:|")
+          f"TRL / nanomath (above 1: nanomath faster) |\n|---|---:|---:|---:|")
     line = f"| one step (median of {repeats}) | {median(ours):.2f} | "
     print(line + (f"{median(theirs):.2f} | {median(theirs) / median(ours):.2f}x |" if theirs else "- | - |"))
     if peer is None:

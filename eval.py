@@ -239,9 +239,9 @@ def token_accuracy(model, tok, prompts, references, rt, batch_size):
     for i in range(0, len(prompts), batch_size):
         encoded = [encode_example(tok, p, r, model.config.block_size)
                    for p, r in zip(prompts[i:i + batch_size], references[i:i + batch_size])]
-        idx, mask, places, segment = (t.to(rt.device) for t in pack_rows(encoded))
+        idx, mask, places, positions, segment = (t.to(rt.device) for t in pack_rows(encoded))
         with rt.autocast:
-            logits, _ = model(idx, places=places, attn_mask=segment_mask(segment))   # (R, T, vocab)
+            logits, _ = model(idx, positions=positions, places=places, attn_mask=segment_mask(segment))  # (R, T, vocab)
         h, t = completion_token_hits(logits, idx, mask, segment, len(encoded))
         hits.append(h.cpu())
         totals.append(t.cpu())

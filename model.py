@@ -89,8 +89,9 @@ def explicit_causal_attention(q, k, v, dropout_p=0.0, mask=None):
     in bf16 and every cached decoding step use: torch's fused CPU attention kernel runs its bf16 backward
     about 3x slower than these ops, whose matmuls run on the bf16 units, and a decoding step's one query
     over a masked cache 4-5x slower in bf16 and up to 2x in fp32 (measured with torch 2.13 on AVX512-BF16;
-    bench.py times the whole step and the engine). q (B, nh, T, hd); k, v (B, nkv, S, hd), the last T of
-    the S keys being the queries' own; mask (B, 1, T, S) bool or None (causal) -> (B, nh, T, hd)."""
+    bench.py times the whole step and the engine). q (B, nh, T, hd); k, v (B, nkv, S, hd); mask (B, 1, T, S)
+    bool, or None for causal attention where the queries are the last T of the S keys (a KV cache's padded
+    buffer is not: GPT.forward always passes a mask with a cache) -> (B, nh, T, hd)."""
     T, S = q.size(-2), k.size(-2)
     if k.size(1) != q.size(1):  # GQA: each K/V head serves n_head / n_kv_head query heads
         k = k.repeat_interleave(q.size(1) // k.size(1), dim=1)
@@ -170,6 +171,7 @@ class CausalSelfAttention(nn.Module):
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer_idx, k, v)        # (B, nkv, W, hd): cached + T columns, then zeros
+            # GPT.forward always passes a mask with a cache; the columns not written yet are never attended
             attn_mask = F.pad(attn_mask, (0, k.size(-2) - attn_mask.size(-1)), value=False)   # (B, 1, T, W)
         dropout_p = self.dropout if self.training else 0.0
         if q.device.type == "cpu" and (q.dtype == torch.bfloat16 or kv_cache is not None):
@@ -412,11 +414,16 @@ def sample_next(logits, temperature, top_k, top_p, generator):
         # drop a token when the tokens ranked above it already cover top_p (the first always stays)
         drop_sorted = probs.cumsum(dim=-1) - probs > top_p
         logits = logits.masked_fill(drop_sorted.scatter(1, order, drop_sorted), float("-inf"))
-    # inverse-CDF sampling: the first token whose cumulative probability passes a uniform draw. The same
-    # distribution as torch.multinomial, which is 15-20x slower on a CPU at a rollout's batch (a tenth of a
-    # decoding step). A token of probability 0 is never drawn: its cumulative sum equals the one before it.
-    cdf = logits.softmax(dim=-1).cumsum(dim=-1)                                  # (B, vocab)
-    u = torch.rand(cdf.size(0), 1, generator=generator, device=cdf.device)     # (B, 1), in [0, 1)
+    probs = logits.softmax(dim=-1)                                               # (B, vocab)
+    if probs.device.type != "cpu":
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    # on a CPU, inverse-CDF sampling: the first token whose cumulative probability passes a uniform draw. The
+    # same distribution as torch.multinomial, which is 15-20x slower there at a rollout's batch (a tenth of a
+    # decoding step). A token of probability 0 is never drawn: the CPU's cumsum is sequential, so its sum
+    # equals the one before it exactly (a GPU's parallel scan need not; GPUs keep multinomial, fast there).
+    cdf = probs.cumsum(dim=-1)
+    u = torch.rand(cdf.size(0), 1, generator=generator)                         # (B, 1), in [0, 1)
+    # u * total rounds below total, so the clamp is a guard, not a case
     return torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(1).clamp(max=cdf.size(1) - 1)
 
 

@@ -141,7 +141,7 @@ def mask_picture(tok, prompt, completion):
     -1, ignored by the loss), so no gradient goes to predicting the prompt's random operands."""
     ids = tok.encode(prompt) + tok.encode(completion)
     n_prompt = len(tok.encode(prompt))
-    x, y, _, _ = sft_batch([{"prompt": prompt, "completion": completion}], [0], tok, len(ids), "cpu")  # (1, T-1) each
+    x, y, _ = sft_batch([{"prompt": prompt, "completion": completion}], [0], tok, len(ids), "cpu")  # (1, T-1) each
     inputs = tok.decode_tokens(x[0].tolist())
     targets = tok.decode_tokens(ids[1:])
     scored = (y[0] >= 0).tolist()

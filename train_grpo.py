@@ -433,8 +433,8 @@ def trim_masked_tail(idx, places, mask, sample_logps):
 def policy_update(model, reference, optimizer, idx, places, mask, sample_logps, advantages, lr, entropy_coef, anchor,
                   rt):
     """num_iterations clipped policy-gradient steps on one batch, each with the SFT anchor's NLL on the
-    (x, y, places, attn_mask) batch anchor (batches.sft_batch) if it is not None. Returns the metrics averaged
-    over the steps."""
+    (x, y, where) batch anchor (batches.sft_batch) if it is not None. Returns the metrics averaged over the
+    steps."""
     model.train()
     ref_logps = None
     if reference is not None:
@@ -459,8 +459,8 @@ def policy_update(model, reference, optimizer, idx, places, mask, sample_logps, 
         (loss - entropy_coef * entropy).backward()
         if anchor is not None:   # its own forward and backward: the gradients add up (DDP too: two all-reduces)
             with rt.autocast:
-                x, y, places_x, attn_mask = anchor
-                sft_loss = model(x, y, places=places_x, attn_mask=attn_mask)[1]
+                x, y, where = anchor
+                sft_loss = model(x, y, **where)[1]
             (sft_coef * sft_loss).backward()
             metrics["sft_loss"] = sft_loss.item()
         metrics.update(loss=loss.item(), entropy=entropy.item(),

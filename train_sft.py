@@ -76,9 +76,9 @@ def val_loss_by_type(model, examples, tok, block_size, rt):
         by_type[e["type"]].append(e)
     out = {}
     for task_type, rows in sorted(by_type.items()):
-        x, y, places, attn_mask = sft_batch(rows, range(len(rows)), tok, block_size, rt.device)
+        x, y, where = sft_batch(rows, range(len(rows)), tok, block_size, rt.device)
         with rt.autocast:
-            out[task_type] = model(x, y, places=places, attn_mask=attn_mask)[1].item()
+            out[task_type] = model(x, y, **where)[1].item()
     model.train()
     return out
 
@@ -177,11 +177,11 @@ def main():
             rng = batch_rng(seed, iter_num, rt.rank * accum + micro_step)
             k = rng.integers(0, len(files), size=batch_size)            # each file an equal share of the batch
             ix = offsets[k] + (rng.random(batch_size) * (offsets[k + 1] - offsets[k])).astype(int)
-            x, y, places, attn_mask = sft_batch(train, ix, tok, block, rt.device)
+            x, y, where = sft_batch(train, ix, tok, block, rt.device)
             tokens_seen += int((y != -1).sum()) * rt.world_size
             with sync_context(model, micro_step, accum), rt.autocast:
                 # pretraining's loss; the -1 targets of prompt and padding are skipped
-                _, loss = model(x, y, places=places, attn_mask=attn_mask)
+                _, loss = model(x, y, **where)
                 loss = loss / accum
             loss.backward()
         grad_norm = optimizer_step(model, optimizer, lr, grad_clip)

@@ -262,12 +262,12 @@ def test_sft_anchor_adds_the_nll_of_worked_solutions(monkeypatch, data_dir, rand
     run_grpo(monkeypatch, f"--init_from={random_ckpt}", f"--data_dir={data_dir}", f"--out_dir={out}",
              "--dtype=float32", "--max_iters=1", "--sft_coef=0.5", "--sft_batch_size=8", "--num_iterations=1",
              patch=record_anchor)
-    (x, y, places, attn_mask), = anchors
+    (x, y, where), = anchors
     # 8 worked solutions, packed into rows (batches.sft_batch); scored: completion tokens only
     assert 1 <= x.shape[0] <= 8 and (y[:, 0] == -1).all() and (y >= 0).any()
     start = model_from_checkpoint(load_checkpoint(str(random_ckpt)), "cpu")
     # measured before the update's optimizer step: the start checkpoint's completion-token NLL
-    want = start(x, y, places=places, attn_mask=attn_mask)[1].item()
+    want = start(x, y, **where)[1].item()
     assert read_log(out, "train")[0]["sft_loss"] == pytest.approx(want, rel=1e-5)
 
 

@@ -84,7 +84,7 @@ def test_sft_batch_scores_only_completion_tokens():
     tok = get_tokenizer()
     completion = f"{THINK}1+2+0=3{END_THINK}3{END}"
     examples = [{"prompt": "1+2=?", "completion": completion}, {"prompt": "10+20=?", "completion": f"30{END}"}]
-    x, y, places, attn_mask = sft_batch(examples, [0, 1], tok, block_size=64, device="cpu")
+    x, y, _ = sft_batch(examples, [0, 1], tok, block_size=64, device="cpu")
     prompt_len = len(tok.encode("1+2=?"))
     # example 0 fills its row; example 1 (8 + 3 tokens) does not fit beside it and gets a row of its own
     assert x.shape == (2, len(tok.encode("1+2=?" + completion)) - 1)
@@ -100,30 +100,33 @@ def test_sft_batch_scores_only_completion_tokens():
     assert loss.item() == pytest.approx(torch.log(torch.tensor(float(tok.vocab_size))).item())
 
 
-def test_sft_batch_packs_examples_that_see_only_themselves_and_keeps_the_loss():
+@pytest.mark.parametrize("pos", ["learned", "rope", "coupled"])
+def test_sft_batch_packs_examples_that_see_only_themselves_and_keeps_the_loss(pos):
     tok = get_tokenizer()
     long = {"prompt": "123*45=?", "completion": "<think>" + "1" * 30 + f"</think>5535{END}"}
     short = [{"prompt": f"{a}+{b}=?", "completion": f"{a + b}{END}"} for a, b in [(1, 2), (30, 40), (5, 6)]]
     examples = [long] + short
-    x, y, places, attn_mask = sft_batch(examples, range(4), tok, block_size=64, device="cpu")
+    x, y, where = sft_batch(examples, range(4), tok, block_size=64, device="cpu")
     assert x.size(0) == 2                                      # the three sums share the second row
     n = [len(tok.encode(e["prompt"] + e["completion"])) for e in short]
-    assert not attn_mask[1, 0, n[0], n[0] - 1] and attn_mask[1, 0, n[0], n[0]]   # the 2nd sum does not see the 1st
-    # each example's targets and places are the ones it has alone, at its offset in the row
+    mask = where["attn_mask"]
+    assert not mask[1, 0, n[0], n[0] - 1] and mask[1, 0, n[0], n[0]]   # the 2nd sum does not see the 1st
+    # each example's targets, positions and places are the ones it has alone, at its offset in the row
     start = 0
     for e, length in zip(short, n):
-        alone_x, alone_y, alone_places, _ = sft_batch([e], [0], tok, block_size=64, device="cpu")
+        alone_x, alone_y, alone = sft_batch([e], [0], tok, block_size=64, device="cpu")
         assert torch.equal(y[1, start:start + length - 1], alone_y[0])
-        assert torch.equal(places[1, start:start + length - 1], alone_places[0])
+        for key in ("positions", "places"):
+            assert torch.equal(where[key][1, start:start + length - 1], alone[key][0])
         assert (y[1, start + length - 1:start + length] == -1).all()          # the next example's prompt
         start += length
-    # the packed batch's loss is the loss of the examples one a row (a model that attends)
+    # the packed batch's loss is the loss of the examples one a row, whatever the positions
     torch.manual_seed(0)
-    model = GPT(GPTConfig(block_size=64, vocab_size=tok.vocab_size, n_layer=2, n_head=2, n_embd=32, pos="coupled"))
-    packed = model(x, y, places=places, attn_mask=attn_mask)[1]
+    model = GPT(GPTConfig(block_size=64, vocab_size=tok.vocab_size, n_layer=2, n_head=2, n_embd=32, pos=pos))
+    packed = model(x, y, **where)[1]
     alone = [sft_batch([e], [0], tok, block_size=64, device="cpu") for e in examples]
-    total = sum(model(a, b, places=p)[1].item() * int((b != -1).sum()) for a, b, p, _ in alone)
-    assert packed.item() == pytest.approx(total / sum(int((b != -1).sum()) for _, b, _, _ in alone), abs=1e-5)
+    total = sum(model(a, b, **w)[1].item() * int((b != -1).sum()) for a, b, w in alone)
+    assert packed.item() == pytest.approx(total / sum(int((b != -1).sum()) for _, b, _ in alone), abs=1e-5)
 
 
 def test_sft_then_its_checkpoint_resumes(data_dir, pretrained, tmp_path):
