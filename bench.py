@@ -32,10 +32,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from common import load_checkpoint, model_from_checkpoint, peak_flops, read_problems, setup
-from generation import place_trackers
+from generation import generate, place_trackers
 from configurator import configure
 from lora import add_lora, describe, settings
-from model import GPT, GPTConfig, generate
+from model import GPT, GPTConfig
 from tokenizer import get_tokenizer
 
 batch_size = 64

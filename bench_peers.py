@@ -3,7 +3,7 @@ nanomath against what users compare it with, side by side in one run, as ratios 
 within a run, not across runs). Both at the small shape (4 layers, width 128, 4 heads), random weights, and
 equal generated tokens (no row stops early):
 
-- generation: nanomath's KV-cache engine (model.generate) against nanochat's Engine (nanochat/engine.py),
+- generation: nanomath's KV-cache engine (generation.generate) against nanochat's Engine (nanochat/engine.py),
   one prompt sampled batch-size times, as GRPO samples a group;
 - one GRPO step: prompts x group_size completions of completion_tokens tokens, then num_iterations clipped
   updates on them (train_grpo.py's step: its sampling, assemble and policy_update) against TRL's GRPOTrainer
@@ -26,8 +26,8 @@ import torch
 import train_grpo
 from common import setup
 from configurator import configure
-from generation import place_trackers
-from model import GPT, GPTConfig, generate
+from generation import generate, place_trackers
+from model import GPT, GPTConfig
 from tokenizer import get_tokenizer
 
 n_layer = 4

@@ -22,7 +22,7 @@ import torch
 import gsm8k
 from common import setup, load_checkpoint, model_from_checkpoint
 from configurator import configure
-from model import KVCache, sample_next
+from generation import KVCache, sample_next
 from places import PlaceTracker
 from tasks import extract_answer, is_correct, normalize_prompt, not_a_task, outside_box, parse_prompt
 from tokenizer import get_tokenizer, token_label

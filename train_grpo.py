@@ -82,10 +82,10 @@ from batches import sft_batch
 from common import (setup, wrap_model, teardown, get_lr, optimizer_step, save_checkpoint, start_model,
                     reference_model, checkpoint_payload, check_out_dir, check_data, MetricsLog, read_jsonl,
                     read_problems, read_meta)
-from generation import greedy_accuracy, greedy_correct, place_trackers
+from generation import generate, greedy_accuracy, greedy_correct, place_trackers
 from configurator import configure
 from lora import adapters_off, describe, settings
-from model import generate, token_logprobs
+from model import token_logprobs
 from places import completion_places
 from task_mix import (auto_weights, check_weights, describe_edge, describe_mix, draw_problems, edge_problems,
                       edge_weights, file_problems, held_out_problems, measure_edge, without_exhausted_cells)

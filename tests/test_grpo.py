@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from common import checkpoint_payload, load_checkpoint, model_from_checkpoint, save_checkpoint
-from model import GPT, GPTConfig, generate, token_logprobs
+from generation import generate
+from model import GPT, GPTConfig, token_logprobs
 from tasks import TASK_TYPES, Problem, completion, make_problem
 from tokenizer import get_tokenizer
 from task_mix import auto_weights, check_weights, draw_problems, without_exhausted_cells

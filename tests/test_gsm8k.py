@@ -7,7 +7,8 @@ import torch
 
 import gsm8k
 from generation import ids_containing, token_tool
-from model import GPT, GPTConfig, generate
+from generation import generate
+from model import GPT, GPTConfig
 from tokenizer import get_tokenizer
 
 
@@ -120,7 +121,7 @@ def test_the_token_wrapper_decodes_and_encodes():
     assert fill(0, tok.encode("so 48/2 = 24")) is None
 
 # -----------------------------------------------------------------------------
-# tool use in model.generate
+# tool use in generation.generate
 
 PROMPTS = [[i, i + 1, i + 2][:1 + i % 3] for i in range(1, 9)]
 FORCED = [41, 42, 43]

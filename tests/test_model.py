@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from model import GPT, GPTConfig, generate, token_logprobs, sample_next, explicit_causal_attention
+from generation import generate, sample_next
+from model import GPT, GPTConfig, token_logprobs, explicit_causal_attention
 
 OPTIONS = {
     "gpt2": dict(),

@@ -4,7 +4,8 @@ import random
 import pytest
 import torch
 
-from model import GPT, GPTConfig, generate, token_logprobs
+from generation import generate
+from model import GPT, GPTConfig, token_logprobs
 from places import PlaceTracker, document_places, stream_places
 from tasks import TASK_TYPES, completion, length_cells, make_problem, parse_prompt
 from tokenizer import END_THINK, THINK, get_tokenizer

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from common import checkpoint_payload, save_checkpoint
-from model import GPT, GPTConfig, generate
+from generation import generate
+from model import GPT, GPTConfig
 from sample import prompt_error, stream
 from tokenizer import get_tokenizer
 
