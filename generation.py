@@ -125,25 +125,24 @@ class KVCache:
         weight times them is zero)."""
         B, H, T, hd = k.shape
         end = self.pos + T
-        if self.k is None or end > self.k.size(3):   # grow by whole blocks, in the dtype autocast produced
-            width = min(self.max_len, -(-end // self.block) * self.block)
-            grown_k, grown_v = k.new_zeros(self.n_layer, B, H, width, hd), v.new_zeros(self.n_layer, B, H, width, hd)
-            if self.k is not None:
-                grown_k[:, :, :, :self.pos] = self.k[:, :, :, :self.pos]
-                grown_v[:, :, :, :self.pos] = self.v[:, :, :, :self.pos]
-            self.k, self.v = grown_k, grown_v
+        if self.k is None:   # allocate on first use, in the dtype autocast produced
+            self.k, self.v = k.new_zeros(self.n_layer, B, H, 0, hd), v.new_zeros(self.n_layer, B, H, 0, hd)
+        if end > self.k.size(3):   # grow by whole blocks
+            self._rebuild(slice(None), min(self.max_len, -(-end // self.block) * self.block))
         self.k[layer, :, :, self.pos:end] = k
         self.v[layer, :, :, self.pos:end] = v
         return self.k[layer], self.v[layer]
 
     def keep(self, rows):
-        """Keep only the batch rows where rows (B,) is True. Only the columns written so far are copied: a
-        batch compacts while much of its cache is still empty."""
-        k = self.k.new_zeros(self.n_layer, int(rows.sum()), *self.k.shape[2:])
-        v = torch.zeros_like(k)
-        k[:, :, :, :self.pos] = self.k[:, rows, :, :self.pos]
-        v[:, :, :, :self.pos] = self.v[:, rows, :, :self.pos]
-        self.k, self.v = k, v
+        """Keep only the batch rows where rows (B,) is True."""
+        self._rebuild(rows, self.k.size(3))
+
+    def _rebuild(self, rows, width):
+        """Zero buffers of width columns holding the columns written so far of the batch rows `rows`: only
+        those are copied (a batch compacts while much of its cache is still empty)."""
+        k, v = self.k[:, rows, :, :self.pos], self.v[:, rows, :, :self.pos]
+        self.k, self.v = (x.new_zeros(*x.shape[:3], width, x.size(4)) for x in (k, v))
+        self.k[:, :, :, :self.pos], self.v[:, :, :, :self.pos] = k, v
 
 
 @dataclass
