@@ -31,8 +31,8 @@ eval_interval = 250
 eval_iters = 20
 log_interval = 25
 # data
-batch_size = 32
-block_size = 320            # a window of several worked problems; the longest test problem (6x3-digit a*b) has 241 tokens
+batch_size = 27
+block_size = 384            # a window of several worked problems; the longest test problem (6x3-digit a*b) has 366 tokens
 gradient_accumulation_steps = 1
 # model
 n_layer = 4
