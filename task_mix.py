@@ -2,9 +2,8 @@
 What GRPO practises: the task mix, as weights over (task type, digit-count cell) pairs, e.g.
 ("a_minus_b_q", (3, 3)) for 3-digit minus 3-digit problems, and the problems drawn from it. The mix is
 configured per type, or measured:
-- at the edge (practice='edge'): problems as long as the box's longest and a few digits longer than the
-  data's box, each (type, length) weighted by how often a group of samples would have rewards that differ,
-  which is GRPO's only signal:
+- at the edge (practice='edge'): problems a few digits longer than the data's box, each (type, length)
+  weighted by how often a group of samples would have rewards that differ, which is GRPO's only signal:
   nothing for what the model always solves or never does, most where it is right about half the time. The
   edge is measured again as training goes, so practice moves outward as the model learns;
 - in the box (practice='box'): the start checkpoint's errors on the validation split, cell by cell, since its
@@ -71,7 +70,7 @@ def informative(p, group_size):
 
 
 def edge_problems(box, lengths, n, held_out, rng):
-    """n problems of every type and each of the lengths, none held out: what the edge is measured on."""
+    """n problems of every type and each length past the box, none held out: what the edge is measured on."""
     return [p for length in lengths for p in length_problems(box, length, n, rng, held_out)]
 
 

@@ -17,8 +17,7 @@ advantages within each group, then take num_iterations clipped policy-gradient s
 
 The knobs
   practice           where the problems come from when task_weights is None (task_mix.py):
-                     "edge": the edge of competence, 0..edge_lengths digits past the data's box (0: the box's
-                     longest numbers, where a 3x3-digit product is still being learned). Each type and
+                     "edge": the edge of competence, 1..edge_lengths digits past the data's box. Each type and
                      length is measured by sampling group_size completions of edge_per_length fresh problems,
                      and weighs the share of its groups whose rewards would differ (GRPO's only signal): none
                      for what the model always or never solves, most where it is right half the time. Measured
@@ -112,7 +111,7 @@ top_p = 1.0
 task_weights = None                  # None: measured, where `practice` says (see above); or {type: weight}
 practice = "edge"                    # "edge": lengths past the data's box; "box": the box's weakest cells;
                                      # "file": sft_train.jsonl's problems (word problems, e.g. GSM8K)
-edge_lengths = 3                     # edge: the lengths 0..this many digits past the box
+edge_lengths = 3                     # edge: the lengths 1..this many digits past the box
 edge_per_length = 12                 # edge: problems per type and length to measure it on, group_size samples each
 edge_interval = 30                   # edge: measure it again every this many steps, as the model learns
 auto_weight_floor = 0.005            # box: every cell keeps at least this error rate
@@ -352,12 +351,12 @@ def collect_batch(model, tok, rt, weights, held_out, iter_num, pool=None, inform
 
 
 def measure_practice(model, tok, rt, task_digits, held_out, iter_num, log=None):
-    """The edge mix: sample group_size completions of edge_per_length fresh problems per type and length, from
-    the box's longest to edge_lengths past it (seeded by the step, so a resumed run measures what it would have), and weigh each by its share
+    """The edge mix: sample group_size completions of edge_per_length fresh problems per type and length past
+    the box (seeded by the step, so a resumed run measures what it would have), and weigh each by its share
     of informative groups. Under DDP every rank measures the same problems with the same seed, so the ranks
     agree without a broadcast (the work is done world_size times)."""
     longest = max(hi for digits in task_digits.values() for _, hi in digits)
-    problems = edge_problems(task_digits, range(longest, longest + 1 + edge_lengths), edge_per_length,
+    problems = edge_problems(task_digits, range(longest + 1, longest + 1 + edge_lengths), edge_per_length,
                              held_out, random.Random(f"{seed}-edge-{iter_num}"))
     rates = measure_edge(model, tok, rt, problems, group_size, max_new_tokens, seed + iter_num)
     weights = edge_weights(rates, task_digits, group_size)
@@ -367,7 +366,7 @@ def measure_practice(model, tok, rt, task_digits, held_out, iter_num, log=None):
         if log:
             log.write(iter=iter_num, split="edge", **{f"{t}/{n}": float(np.mean(r)) for (t, n), r in rates.items()})
     if not weights:
-        raise SystemExit(f"step {iter_num}: no problem up to {edge_lengths} digits past the box gives a group "
+        raise SystemExit(f"step {iter_num}: no problem {edge_lengths} digits or less past the box gives a group "
                          "whose rewards differ: every one is always right or always wrong; change edge_lengths")
     return weights
 
