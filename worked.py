@@ -21,9 +21,8 @@ and the answer is the run read backwards (`1023` from `|3201`), without its lead
 - Multiplication keeps a running sum and adds each partial product into it column by column: the block
   `*6:` multiplies by the multiplier's digit 6, and its step `4*6+4+3=24+4+3=31` is multiplicand digit x
   multiplier digit + the running sum's digit in that column + the carry, with the product written out
-  before the sum. Without it the model must add into a product it never wrote: teacher-forced, the SFT
-  model of the run at 4365197 got the last digit of `4*6+4+3=31` right 24% of the time (91% with nothing
-  to add); README, The tasks, has what writing it bought. The multiplier is the shorter number, so a long
+  before the sum: without it the model must add into a product it never wrote, which the small model
+  mostly cannot (README, The tasks, has the measurements). The multiplier is the shorter number, so a long
   number makes the blocks longer, never more numerous.
 - Long division brings down one digit of the dividend per step and multiplies and subtracts:
   `282-6*47=282-282=0` says the quotient digit is 6, its product with the divisor 282 and the remainder 0,
