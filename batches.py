@@ -1,7 +1,7 @@
 """
 Training batches, shared by the stage scripts: windows of the pretraining stream that begin at a document,
-prompt + completion rows scored on the completion only, and the seeding that lets a resumed run or a DDP
-run see exactly the batches of one uninterrupted process.
+prompt + completion rows scored on the completion only, GRPO's sampled rollouts, and the seeding that lets a
+resumed run or a DDP run see exactly the batches of one uninterrupted process.
 """
 import os
 
@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from generation import encode_example
+from places import completion_places
 
 
 def read_tokens(data_dir, split):
@@ -113,3 +114,36 @@ def sft_batch(examples, ix, tok, block_size, device):
     where = dict(positions=positions[:, :-1].to(device), places=places[:, :-1].to(device),
                  attn_mask=segment_mask(segment[:, :-1].to(device)))      # (R, T), (R, T, 2), (R, 1, T, T)
     return idx[:, :-1].to(device), targets.to(device), where
+
+
+def rollout_batch(rows, tok, device):
+    """GRPO's sampled rows ({prompts, completions, sample_logps}: token ids and their log-probs) as one
+    right-padded batch, so that a plain causal forward sees every token at the position (and digit place) and
+    with the context it had when it was sampled. Built from the token ids, not from
+    text as generation.encode_completions does: a sampled token sequence need not survive decode + encode.
+    Returns idx (B, T) and its places (B, T, 2), the completion mask and the sampling-time log-probs, both
+    (B, T-1) and aligned with token_logprobs' output (entry t scores token t+1)."""
+    B = len(rows["prompts"])
+    T = max(len(p) + len(c) for p, c in zip(rows["prompts"], rows["completions"]))
+    idx = torch.zeros(B, T, dtype=torch.long)
+    places = torch.zeros(B, T, 2, dtype=torch.long)
+    mask = torch.zeros(B, T - 1, dtype=torch.bool)
+    sample_logps = torch.zeros(B, T - 1)
+    for b, (p, c, lp) in enumerate(zip(rows["prompts"], rows["completions"], rows["sample_logps"])):
+        n, m = len(p), len(c)
+        idx[b, :n + m] = torch.tensor(p + c)
+        places[b, :n + m] = torch.tensor(completion_places(tok, p, c))
+        mask[b, n - 1:n - 1 + m] = True
+        sample_logps[b, n - 1:n - 1 + m] = lp
+    return idx.to(device), places.to(device), mask.to(device), sample_logps.to(device)
+
+
+def trim_masked_tail(idx, places, mask, sample_logps):
+    """Cut the columns after the last one any row's mask keeps: a masked-out truncated row pads the batch
+    to max_new_tokens, and the causal forward's logits before a column do not depend on it, so the loss is
+    the same at a fraction of the update's cost. idx, places (B, T, ...); mask, sample_logps (B, T-1)."""
+    kept = mask.any(dim=0).nonzero()
+    if len(kept) == 0:
+        return idx, places, mask, sample_logps
+    last = int(kept.max()) + 1                                            # mask columns to keep
+    return idx[:, :last + 1], places[:, :last + 1], mask[:, :last], sample_logps[:, :last]

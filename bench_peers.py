@@ -6,7 +6,7 @@ equal generated tokens (no row stops early):
 - generation: nanomath's KV-cache engine (generation.generate) against nanochat's Engine (nanochat/engine.py),
   one prompt sampled batch-size times, as GRPO samples a group;
 - one GRPO step: prompts x group_size completions of completion_tokens tokens, then num_iterations clipped
-  updates on them (train_grpo.py's step: its sampling, assemble and policy_update) against TRL's GRPOTrainer
+  updates on them (train_grpo.py's step: its sampling, batches.rollout_batch and policy_update) against TRL's GRPOTrainer
   doing the same (num_iterations, dapo, no KL), on a Llama of the same shape (SwiGLU at nanomath's width).
 
     python bench_peers.py --nanochat_dir=../nanochat     # a clone of github.com/karpathy/nanochat
@@ -24,6 +24,7 @@ import warnings
 import torch
 
 import train_grpo
+from batches import rollout_batch
 from common import setup
 from configurator import configure
 from generation import generate, place_trackers
@@ -139,7 +140,7 @@ def nanomath_grpo_step(model, optimizer, tok, rt):
     rows = {"prompts": prompt_rows, "completions": gen.token_lists(),
             "sample_logps": [lp[m] for lp, m in zip(gen.logprobs, gen.mask)]}
     advantages, _ = train_grpo.compute_advantages(torch.rand(len(prompt_rows)), group_size, "group")
-    idx, places, mask, sample_logps = train_grpo.assemble(rows, tok, device)
+    idx, places, mask, sample_logps = rollout_batch(rows, tok, device)
     train_grpo.policy_update(model, None, optimizer, idx, places, mask, sample_logps, advantages.to(device),
                              train_grpo.learning_rate, 0.0, None, rt)
     return time.perf_counter() - t0

@@ -78,7 +78,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 import gsm8k
-from batches import sft_batch
+from batches import rollout_batch, sft_batch, trim_masked_tail
 from common import (setup, wrap_model, teardown, get_lr, optimizer_step, save_checkpoint, start_model,
                     reference_model, checkpoint_payload, check_out_dir, check_data, MetricsLog, read_jsonl,
                     read_problems, read_meta)
@@ -86,7 +86,6 @@ from generation import generate, greedy_accuracy, greedy_correct, place_trackers
 from configurator import configure
 from lora import adapters_off, describe, settings
 from model import token_logprobs
-from places import completion_places
 from task_mix import (auto_weights, check_weights, describe_edge, describe_mix, draw_problems, edge_problems,
                       edge_weights, file_problems, held_out_problems, measure_edge, without_exhausted_cells)
 from tasks import has_canonical_format
@@ -394,38 +393,6 @@ def check_filled(n_groups, mean_reward, rt):
                          "digits, or start from another checkpoint")
 
 
-def assemble(rows, tok, device):
-    """Right-padded prompt+completion rows, so that a plain causal forward sees every token at the position
-    (and digit place) and with the context it had when it was sampled. Built from the token ids, not from
-    text as generation.encode_completions does: a sampled token sequence need not survive decode + encode.
-    Returns idx (B, T) and its places (B, T, 2), the completion mask and the sampling-time log-probs, both
-    (B, T-1) and aligned with token_logprobs' output (entry t scores token t+1)."""
-    B = len(rows["prompts"])
-    T = max(len(p) + len(c) for p, c in zip(rows["prompts"], rows["completions"]))
-    idx = torch.zeros(B, T, dtype=torch.long)
-    places = torch.zeros(B, T, 2, dtype=torch.long)
-    mask = torch.zeros(B, T - 1, dtype=torch.bool)
-    sample_logps = torch.zeros(B, T - 1)
-    for b, (p, c, lp) in enumerate(zip(rows["prompts"], rows["completions"], rows["sample_logps"])):
-        n, m = len(p), len(c)
-        idx[b, :n + m] = torch.tensor(p + c)
-        places[b, :n + m] = torch.tensor(completion_places(tok, p, c))
-        mask[b, n - 1:n - 1 + m] = True
-        sample_logps[b, n - 1:n - 1 + m] = lp
-    return idx.to(device), places.to(device), mask.to(device), sample_logps.to(device)
-
-
-def trim_masked_tail(idx, places, mask, sample_logps):
-    """Cut the columns after the last one any row's mask keeps: a masked-out truncated row pads the batch
-    to max_new_tokens, and the causal forward's logits before a column do not depend on it, so the loss is
-    the same at a fraction of the update's cost. idx, places (B, T, ...); mask, sample_logps (B, T-1)."""
-    kept = mask.any(dim=0).nonzero()
-    if len(kept) == 0:
-        return idx, places, mask, sample_logps
-    last = int(kept.max()) + 1                                            # mask columns to keep
-    return idx[:, :last + 1], places[:, :last + 1], mask[:, :last], sample_logps[:, :last]
-
-
 # -----------------------------------------------------------------------------
 # the update
 
@@ -558,7 +525,7 @@ def main():
         tokens_seen += sum(stats["lengths"]) * rt.world_size  # sampled tokens, across ranks
         check_filled(len(rows["rewards"]) // group_size, float(np.mean(stats["rewards"])), rt)
         advantages, _ = compute_advantages(torch.tensor(rows["rewards"]), group_size, scale_rewards)
-        idx, places, mask, sample_logps = assemble(rows, tok, rt.device)
+        idx, places, mask, sample_logps = rollout_batch(rows, tok, rt.device)
         if truncated == "mask":
             mask &= torch.tensor(rows["stopped"], device=rt.device)[:, None]
             idx, places, mask, sample_logps = trim_masked_tail(idx, places, mask, sample_logps)

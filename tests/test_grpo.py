@@ -15,7 +15,8 @@ from model import GPT, GPTConfig, token_logprobs
 from tasks import TASK_TYPES, Problem, completion, make_problem
 from tokenizer import get_tokenizer
 from task_mix import auto_weights, check_weights, draw_problems, without_exhausted_cells
-from train_grpo import assemble, compute_advantages, grpo_loss, k3_kl, reward, trim_masked_tail
+from batches import rollout_batch, trim_masked_tail
+from train_grpo import compute_advantages, grpo_loss, k3_kl, reward
 
 
 # ---------------------------------------------------------------- advantages
@@ -116,7 +117,7 @@ def test_logprobs_at_the_sampling_temperature_give_ratio_one_and_no_kl():
     completions = gen.token_lists()
     rows = {"prompts": prompts, "completions": completions,
             "sample_logps": [lp[:len(c)] for lp, c in zip(gen.logprobs, completions)]}
-    idx, _, mask, sample_logps = assemble(rows, get_tokenizer("math"), "cpu")
+    idx, _, mask, sample_logps = rollout_batch(rows, get_tokenizer("math"), "cpu")
     assert mask.sum() == sum(len(c) for c in completions)
     with torch.no_grad():
         logits, _ = model(idx)
