@@ -3,8 +3,8 @@ Pretraining: next-token prediction on the stream of worked problems that generat
 to data/<name>/train.bin. Reads like nanoGPT's train.py.
 
     python train_pretrain.py config/pretrain_small.py
-    torchrun --standalone --nproc_per_node=2 train_pretrain.py config/pretrain_small.py --batch_size=32 \
-        --gradient_accumulation_steps=2     # the same 64-sequence batches, half on each process
+    torchrun --standalone --nproc_per_node=2 train_pretrain.py config/pretrain_small.py --batch_size=14 \
+        --gradient_accumulation_steps=2     # 28 sequences an iteration, half on each process
 """
 import os
 import time

@@ -148,9 +148,16 @@ def split_steps(worked_text):
     return [s for s in re.split(r"(?<=:)|[,;]|(?=\|)", worked_text) if s]
 
 
+def _value(expression):
+    """The value of a sum of products of whole numbers: '4*7+4+3' -> 35."""
+    return sum((-1 if sign == "-" else 1) * math.prod(map(int, term.split("*")))
+               for sign, term in re.findall(r"([+-]?)(\d+(?:\*\d+)*)", expression))
+
+
 def is_true(step):
     """Is a step a true statement: a comparison, a chain of equal sums and products ('4*7+4+3=28+4+3=35'),
-    or a long-division step whose remainder is below the divisor?"""
+    or a long-division step whose remainder is below the divisor? True is not canonical: '4*7+0+3=27+1+3=31'
+    is true, and tasks.check_steps still rejects it."""
     step = step.rstrip(":").split(":")[-1]          # '*7:5*7+0+0=35+0+0=35' -> '5*7+0+0=35+0+0=35'
     m = re.fullmatch(r"(\d)([<=>])(\d)", step)
     if m:
@@ -160,12 +167,9 @@ def is_true(step):
     if m:
         cur, q, b, cur2, product, r = map(int, m.groups())
         return b > 0 and cur2 == cur and product == q * b and cur - product == r and r < b
-    m = re.fullmatch(r"(\d+(?:[+\-*]\d+)*)(?:=(\d+(?:[+\-*]\d+)*))*=(-?\d+)", step)
-    if not m:
+    if not re.fullmatch(r"\d+(?:[+\-*]\d+)*(?:=\d+(?:[+\-*]\d+)*)*=-?\d+", step):
         return False
-    values = {sum((-1 if sign == "-" else 1) * math.prod(map(int, t.split("*")))
-                  for sign, t in re.findall(r"([+-]?)(\d+(?:\*\d+)*)", side)) for side in step.split("=")}
-    return len(values) == 1
+    return len({_value(side) for side in step.split("=")}) == 1
 
 
 def column_and_carry(step):
