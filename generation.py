@@ -197,7 +197,8 @@ def sample_next(logits, temperature, top_k, top_p, generator):
 
 @torch.no_grad()
 def generate(model, prompts, max_new_tokens, temperature=0.0, top_k=0, top_p=1.0, stop_ids=(),
-             pad_id=0, generator=None, use_cache=True, trackers=None, compact=True, tools=None, tool_ids=None):
+             pad_id=0, generator=None, use_cache=True, trackers=None, compact=True, tools=None, tool_ids=None,
+             limits=None):
     """Batched sampling from token-list prompts of different lengths. Prompts are left-padded; pad
     positions are masked out of attention and real tokens get positions 0, 1, ... as if unpadded, so a
     row's output does not depend on its neighbours. With use_cache the prefix is run once and each step
@@ -211,7 +212,9 @@ def generate(model, prompts, max_new_tokens, temperature=0.0, top_k=0, top_p=1.0
     one of tool_ids (any token when None) it gets the row's prompt index and generated ids, and returns the
     ids to force, or None. Forced ids replace the row's samples on the next steps, one a step, so every row
     still advances one token a step and the KV cache and padding work as without tools; stop_ids are never
-    forced (a tool cannot end the answer). Generation.forced marks them, so that a loss can leave them out."""
+    forced (a tool cannot end the answer). Generation.forced marks them, so that a loss can leave them out.
+    limits, one per prompt and none above max_new_tokens, gives each row its own max_new_tokens: a row that
+    reaches its limit ends as one that reaches max_new_tokens does (not stopped), and leaves the batch."""
     device = next(model.parameters()).device
     coupled = model.config.pos == "coupled"
     if coupled and (trackers is None or len(trackers) != len(prompts)):
@@ -231,6 +234,10 @@ def generate(model, prompts, max_new_tokens, temperature=0.0, top_k=0, top_p=1.0
             places[i, P - len(t.prompt):] = torch.tensor(t.prompt, dtype=torch.long)
         places = places.to(device)
     stop = torch.tensor(list(stop_ids) or [-1], device=device)
+    if limits is not None and (len(limits) != B or not all(1 <= n <= max_new_tokens for n in limits)):
+        raise SystemExit(f"generate: limits= needs one limit per prompt ({B}), each in 1..max_new_tokens "
+                         f"({max_new_tokens})")
+    limit = torch.tensor(limits if limits is not None else [max_new_tokens] * B, device=device)   # (B,)
     cache = KVCache(model.config.n_layer, P + max_new_tokens) if use_cache else None
     tokens = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
     logprobs = torch.zeros(B, max_new_tokens, device=device)
@@ -266,7 +273,7 @@ def generate(model, prompts, max_new_tokens, temperature=0.0, top_k=0, top_p=1.0
         n_new[live] += 1
         finished = running & torch.isin(next_id, stop)
         stopped[rows[finished]] = True
-        running &= ~finished
+        running &= ~finished & (n_new[rows] < limit[rows])
         if tools is not None:   # ask the tool after a sampled (not forced) token that may call it
             asks = running if tool_ids is None else running & torch.isin(next_id, tool_ids)
             for r in [r for r in rows[asks].tolist() if r not in forced_rows]:

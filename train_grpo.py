@@ -44,7 +44,11 @@ The knobs
                      step's): one batched round, with one tail of long rows, instead of several rounds of
                      prompts_per_step (faster for the same rollouts: README, Benchmarks), at most
                      max_sampling_rounds rounds and max_sampling_rounds x prompts_per_step prompts a step
-  truncated          a completion that hits max_new_tokens without <|end|>: "mask" leaves it out of the loss
+  rollout_slack      a rollout that runs this many tokens past the length of its problem's reference completion
+                     (tasks.completion) is cut there, as at max_new_tokens: a right solution takes the
+                     reference's steps, so it has lost its way, and decoding it on to max_new_tokens would
+                     hold up its whole batch (README: GRPO has the measurement)
+  truncated          a completion cut at its limit without <|end|>: "mask" leaves it out of the loss
                      (DAPO's overlong filtering), "penalize" gives it reward 0 even if a number in it is right
   format_reward      bonus for the canonical <think>...</think>N<|end|> form, given only with a correct
                      answer: otherwise the policy could earn it by formatting wrong answers
@@ -88,7 +92,7 @@ from lora import adapters_off, describe, settings
 from model import token_logprobs
 from task_mix import (auto_weights, check_weights, describe_edge, describe_mix, draw_problems, edge_problems,
                       edge_weights, file_problems, held_out_problems, measure_edge, without_exhausted_cells)
-from tasks import has_canonical_format
+from tasks import WORD_TYPES, completion, has_canonical_format
 from tokenizer import get_tokenizer
 
 # -----------------------------------------------------------------------------
@@ -104,6 +108,8 @@ n_eval_problems = 140                # greedy exact match on this many problems 
 prompts_per_step = 16
 group_size = 8                       # completions per prompt; the advantage compares them with each other
 max_new_tokens = 360                 # a 6x3-digit product's worked solution has 354 tokens
+rollout_slack = 16                   # a rollout stops this many tokens past its problem's reference completion
+                                     # (None: at max_new_tokens; word problems always do)
 temperature = 1.0
 top_k = 0                            # 0: no top-k cut
 top_p = 1.0
@@ -243,6 +249,8 @@ def check_config():
                          ("truncated", ("mask", "penalize")), ("practice", ("edge", "box", "file"))):
         if globals()[key] not in allowed:
             raise SystemExit(f"{key}={globals()[key]!r}; allowed: {', '.join(allowed)}")
+    if rollout_slack is not None and not (isinstance(rollout_slack, int) and rollout_slack >= 0):
+        raise SystemExit(f"rollout_slack must be None or a whole number of tokens >= 0, got {rollout_slack!r}")
     if sft_coef < 0:
         raise SystemExit(f"sft_coef must be >= 0, got {sft_coef}")
     if auto_weight_floor <= 0:
@@ -277,6 +285,14 @@ def reward(problem, text, stopped, truncated="mask", format_reward=0.0):
 
 # -----------------------------------------------------------------------------
 # rollouts
+
+
+def rollout_limit(tok, problem, slack, max_new_tokens):
+    """A rollout's own max_new_tokens: slack tokens past the problem's reference completion (capped at
+    max_new_tokens), or max_new_tokens for a word problem, which has no reference to measure, or slack=None."""
+    if slack is None or problem.type in WORD_TYPES:
+        return max_new_tokens
+    return min(max_new_tokens, len(tok.encode(completion(problem))) + slack)
 
 
 def informative_share_of(stats):
@@ -317,10 +333,11 @@ def collect_batch(model, tok, rt, weights, held_out, iter_num, pool=None, inform
         rng = random.Random(round_seed)
         problems = (rng.choices(pool, k=n_prompts) if pool else draw_problems(n_prompts, weights, held_out, rng))
         prompts = [tok.encode(p.prompt) for p in problems for _ in range(group_size)]
+        limits = [rollout_limit(tok, p, rollout_slack, max_new_tokens) for p in problems for _ in range(group_size)]
         with rt.autocast:
             gen = generate(model, prompts, max_new_tokens, temperature, top_k, top_p, stop_ids=(tok.end_id,),
                            generator=torch.Generator(rt.device).manual_seed(round_seed),
-                           trackers=place_trackers(model, tok, prompts))
+                           trackers=place_trackers(model, tok, prompts), limits=limits)
         completions, stopped = gen.token_lists(), gen.stopped.tolist()
         sample_logps = gen.logprobs.float().cpu()                          # (P*G, N)
         rewards = [reward(problems[i // group_size], tok.decode(c), s, truncated, format_reward)

@@ -16,7 +16,7 @@ from tasks import TASK_TYPES, Problem, completion, make_problem
 from tokenizer import get_tokenizer
 from task_mix import auto_weights, check_weights, draw_problems, without_exhausted_cells
 from batches import rollout_batch, trim_masked_tail
-from train_grpo import compute_advantages, grpo_loss, k3_kl, reward
+from train_grpo import compute_advantages, grpo_loss, k3_kl, reward, rollout_limit
 
 
 # ---------------------------------------------------------------- advantages
@@ -329,6 +329,21 @@ def test_a_batch_that_never_fills_is_a_one_line_error(monkeypatch, data_dir, tmp
                                          r"too hard for this checkpoint"):
         run_grpo(monkeypatch, f"--init_from={ckpt}", f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'o'}",
                  "--task_weights={'a_plus_b_q': 1}", "--dynamic_sampling=True")
+
+
+def test_a_rollout_may_run_slack_tokens_past_its_reference_and_no_further_than_max_new_tokens():
+    tok = get_tokenizer("math")
+    problem = make_problem("a_times_b_q", random.Random(0), ((3, 3), (3, 3)))
+    n = len(tok.encode(completion(problem)))
+    assert rollout_limit(tok, problem, 16, 400) == n + 16
+    assert rollout_limit(tok, problem, 16, n) == n
+    assert rollout_limit(tok, problem, None, 400) == 400
+    assert rollout_limit(tok, Problem("story", "Ann has 3 apples. How many?", 3), 16, 400) == 400
+
+
+def test_a_negative_rollout_slack_is_a_one_line_error(monkeypatch):
+    with pytest.raises(SystemExit, match="rollout_slack must be None or a whole number of tokens >= 0, got -1"):
+        run_grpo(monkeypatch, "--rollout_slack=-1")
 
 
 def test_negative_sft_coef_is_a_one_line_error(monkeypatch):

@@ -110,6 +110,19 @@ def test_stop_tokens_end_rows_and_pad_them():
     assert gen.token_lists()[0] == row[:k + 1]
 
 
+def test_a_row_limit_cuts_that_row_where_max_new_tokens_would():
+    # limits= gives each row its own max_new_tokens: each greedy row is the unlimited row cut at its limit,
+    # not stopped, and the other rows are unchanged when a cut row leaves the batch
+    model = tiny()
+    free = generate(model, PROMPTS, 20)
+    cut = generate(model, PROMPTS, 20, limits=[5, 20, 1])
+    for i, n in enumerate([5, 20, 1]):
+        assert cut.token_lists()[i] == free.tokens[i, :n].tolist()
+        assert not cut.stopped[i]
+    with pytest.raises(SystemExit, match="limits="):
+        generate(model, PROMPTS, 20, limits=[5, 21, 1])
+
+
 def test_sampling_is_deterministic_with_a_seed():
     model = tiny()
     a = generate(model, PROMPTS, 15, temperature=1.0, generator=torch.Generator().manual_seed(3))
