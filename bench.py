@@ -10,7 +10,8 @@ the same shape written the obvious way (attention by hand with a materialised (T
 per-parameter AdamW, fp32, eager). Generation: the KV-cache engine against recomputing the whole prefix
 for every new token. With --rollout_ckpt=out/sft/ckpt.pt, also GRPO's rollouts from a trained model (its
 prompts, its groups, temperature 1): the rows that stopped kept to the end or dropped from the batch, and
-the batch sampled in one round or in rounds of prompts_per_step prompts.
+the batch sampled in one round or in rounds of prompts_per_step prompts, and rows cut a little past their
+reference completion (train_grpo.py's rollout_slack).
 
     python bench.py --rollout_ckpt=out/sft/ckpt.pt --compile_variants=False
 
@@ -36,6 +37,7 @@ from generation import generate, place_trackers
 from configurator import configure
 from lora import add_lora, describe, settings
 from model import GPT, GPTConfig
+from task_mix import rollout_limit
 from tokenizer import get_tokenizer
 
 batch_size = 64
@@ -54,6 +56,7 @@ data_dir = "data/small"
 rollout_prompts = 64        # prompts of one rollout batch, each sampled group_size times
 group_size = 8
 rollout_tokens = 256        # max_new_tokens of a rollout
+rollout_slack = 16          # train_grpo.py's: the last variant cuts each row this many tokens past its reference
 prompts_per_step = 16       # train_grpo.py's: a round of dynamic sampling before it sized one round to fill the batch
 memory = False              # True: the memory of one training step instead (fp32, pos and shape as above)
 lora_rank = 0               # memory: 0 trains every weight; > 0 LoRA adapters of this rank (train_sft.py's keys)
@@ -239,9 +242,10 @@ def main():
 
 
 def time_rollouts(rt):
-    """One GRPO rollout batch from rollout_ckpt, timed three ways: finished rows decoded to the end, finished
-    rows dropped from the batch (one round), and the same rows in rounds of prompts_per_step prompts, as
-    train_grpo.py's dynamic sampling drew them before it sized one round to fill the batch."""
+    """One GRPO rollout batch from rollout_ckpt, timed four ways: finished rows decoded to the end, finished
+    rows dropped from the batch (one round), the same rows in rounds of prompts_per_step prompts, as
+    train_grpo.py's dynamic sampling drew them before it sized one round to fill the batch, and one round
+    whose rows stop rollout_slack tokens past their reference completion, as train_grpo.py's do now."""
     checkpoint = load_checkpoint(rollout_ckpt, rt.device)
     tok = get_tokenizer(checkpoint["tokenizer"])
     model = model_from_checkpoint(checkpoint, rt.device).eval()
@@ -250,20 +254,22 @@ def time_rollouts(rt):
     prompts = [tok.encode(p.prompt) for p in problems for _ in range(group_size)]
     autocast = torch.autocast(rt.device_type, dtype=torch.bfloat16, enabled=rt.dtype == "bfloat16")
     n = prompts_per_step * group_size
-    variants = [("finished rows decoded to the end (as round 1 did)", False, [prompts]),
+    limits = [rollout_limit(tok, p, rollout_slack, rollout_tokens) for p in problems for _ in range(group_size)]
+    variants = [("finished rows decoded to the end (as round 1 did)", False, [prompts], None),
                 (f"in rounds of {prompts_per_step} prompts, finished rows dropped", True,
-                 [prompts[i:i + n] for i in range(0, len(prompts), n)]),
-                (f"in one round of {rollout_prompts} prompts, finished rows dropped", True, [prompts])]
+                 [prompts[i:i + n] for i in range(0, len(prompts), n)], None),
+                (f"in one round of {rollout_prompts} prompts, finished rows dropped", True, [prompts], None),
+                (f"the same, each row cut {rollout_slack} tokens past its reference", True, [prompts], limits)]
     print(f"\n| GRPO rollouts from {rollout_ckpt}: {rollout_prompts} prompts x {group_size}, {rollout_tokens} new "
           f"tokens at most, {rt.dtype} | seconds | sampled tokens/s | ratio |\n|---|---:|---:|---:|")
     first = None
-    for name, compact, rounds in variants:
+    for name, compact, rounds, row_limits in variants:
         t0, tokens = time.perf_counter(), 0
         for batch in rounds:
             with autocast:
                 gen = generate(model, batch, rollout_tokens, temperature=1.0, stop_ids=(tok.end_id,),
                                generator=torch.Generator(rt.device).manual_seed(0), compact=compact,
-                               trackers=place_trackers(model, tok, batch))
+                               trackers=place_trackers(model, tok, batch), limits=row_limits)
             tokens += int(gen.mask.sum())
         seconds = time.perf_counter() - t0
         first = first or seconds

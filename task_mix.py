@@ -18,7 +18,8 @@ import torch
 
 from common import read_problems
 from generation import complete
-from tasks import digit_cells, is_correct, length_cells, length_problems, make_problem, problem_length
+from tasks import (WORD_TYPES, completion, digit_cells, is_correct, length_cells, length_problems, make_problem,
+                   problem_length)
 
 
 def held_out_problems(data_dir, family="arithmetic"):
@@ -36,6 +37,14 @@ def file_problems(data_dir, held_out):
     if not problems:
         raise SystemExit(f"{path}: no problem outside the held-out splits to practise on; regenerate the data")
     return problems
+
+
+def rollout_limit(tok, problem, slack, max_new_tokens):
+    """A rollout's own max_new_tokens: slack tokens past the problem's reference completion (capped at
+    max_new_tokens), or max_new_tokens for a word problem, which has no reference to measure, or slack=None."""
+    if slack is None or problem.type in WORD_TYPES:
+        return max_new_tokens
+    return min(max_new_tokens, len(tok.encode(completion(problem))) + slack)
 
 
 def check_weights(weights, task_digits, data_dir):

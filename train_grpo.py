@@ -91,8 +91,9 @@ from configurator import configure
 from lora import adapters_off, describe, settings
 from model import token_logprobs
 from task_mix import (auto_weights, check_weights, describe_edge, describe_mix, draw_problems, edge_problems,
-                      edge_weights, file_problems, held_out_problems, measure_edge, without_exhausted_cells)
-from tasks import WORD_TYPES, completion, has_canonical_format
+                      edge_weights, file_problems, held_out_problems, measure_edge, rollout_limit,
+                      without_exhausted_cells)
+from tasks import has_canonical_format
 from tokenizer import get_tokenizer
 
 # -----------------------------------------------------------------------------
@@ -285,14 +286,6 @@ def reward(problem, text, stopped, truncated="mask", format_reward=0.0):
 
 # -----------------------------------------------------------------------------
 # rollouts
-
-
-def rollout_limit(tok, problem, slack, max_new_tokens):
-    """A rollout's own max_new_tokens: slack tokens past the problem's reference completion (capped at
-    max_new_tokens), or max_new_tokens for a word problem, which has no reference to measure, or slack=None."""
-    if slack is None or problem.type in WORD_TYPES:
-        return max_new_tokens
-    return min(max_new_tokens, len(tok.encode(completion(problem))) + slack)
 
 
 def informative_share_of(stats):

@@ -14,9 +14,9 @@ from generation import generate
 from model import GPT, GPTConfig, token_logprobs
 from tasks import TASK_TYPES, Problem, completion, make_problem
 from tokenizer import get_tokenizer
-from task_mix import auto_weights, check_weights, draw_problems, without_exhausted_cells
+from task_mix import auto_weights, check_weights, draw_problems, rollout_limit, without_exhausted_cells
 from batches import rollout_batch, trim_masked_tail
-from train_grpo import compute_advantages, grpo_loss, k3_kl, reward, rollout_limit
+from train_grpo import compute_advantages, grpo_loss, k3_kl, reward
 
 
 # ---------------------------------------------------------------- advantages
