@@ -112,7 +112,7 @@ def mul_steps(a, b, slip=None):
             r = running[i + j]
             v = _slipped(x * d + r + carry, k, slip)
             k += 1
-            steps.append(f"{x}*{d}+{r}+{carry}={x * d}+{r}+{carry}={v}")     # a slip is in v, not in x*d
+            steps.append(f"{x}*{d}+{r}+{carry}={x * d}+{r + carry}={v}")     # a slip is in v, not in x*d
             running[i + j], carry = v % 10, v // 10
         running[len(dn) + j] = carry                # may be >= 10 only after a slip
         blocks.append(f"*{d}:" + ",".join(steps))
