@@ -59,7 +59,7 @@ def add_steps(a, b, slip=None):
     for i in range(max(len(da), len(db))):
         x, y = _at(da, i), _at(db, i)
         s = _slipped(x + y + carry, i, slip)
-        steps.append(f"{x}+{y}+{carry}={s}")
+        steps.append(f"{x}+{y}+{carry}={x + y}+{carry}={s}")       # a slip is in s, not in x+y
         run.append(s % 10)
         carry = s // 10
     return ",".join(steps), run + digits_of(carry) * (carry > 0)
