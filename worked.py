@@ -8,13 +8,16 @@ digit, as by hand. Each writer returns the steps and the *run*: the result's dig
 per column (plus a final carry when there is one). The worked solution ends with the run after a '|',
 and the answer is the run read backwards (`1023` from `|3201`), without its leading zeros:
 
-    345+678      5+8+0=13,4+7+1=12,3+6+1=10|3201                         -> 1023
+    345+678      5+8+0=13+0=13,4+7+1=11+1=12,3+6+1=9+1=10|3201          -> 1023
     345-178      3>1:5-8-0+10=7,4-7-1+10=6,3-1-1=1|761                    -> 167
     808-814      8=8,0<1:4-8-0+10=6,1-0-1=0,8-8-0=0|600                   -> -6
     345*67       *7:5*7+0+0=35+0=35,4*7+0+3=28+3=31,3*7+0+3=21+3=24;
-                 *6:5*6+1+0=30+1=31,4*6+4+3=24+7=31,3*6+2+3=18+5=23|51132        -> 23115 (one line)
+                 *6:5*6+1+0=30+1=31,4*6+4+3=24+7=31,3*6+2+3=18+5=23|51132 -> 23115 (one line)
     1222/47      1-0*47=1-0=1,12-0*47=12-0=12,122-2*47=122-94=28,282-6*47=282-282=0|6200   -> 26
 
+- Addition writes the sum of a column's two digits before adding the carry (`4+7+1=11+1=12`), as
+  multiplication writes its product and small sum before the result: an operation at a time, never three
+  numbers added at once (README, The tasks, has the measurements).
 - Subtraction first compares the numbers digit by digit from the top (`0<1`: a missing digit is 0) until
   they differ, then subtracts the smaller from the larger; a borrowing column writes its borrowed ten
   after its digits (`5-8-0+10=7`), so the borrow is decided after the digits it depends on are written.
@@ -53,7 +56,7 @@ def _slipped(value, k, slip):
 
 
 def add_steps(a, b, slip=None):
-    """a + b: 'x+y+carry=sum' per column."""
+    """a + b: 'x+y+carry=t+carry=sum' per column, t = x + y."""
     da, db = digits_of(a), digits_of(b)
     steps, run, carry = [], [], 0
     for i in range(max(len(da), len(db))):
