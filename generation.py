@@ -273,13 +273,14 @@ def generate(model, prompts, max_new_tokens, temperature=0.0, top_k=0, top_p=1.0
         n_new[live] += 1
         finished = running & torch.isin(next_id, stop)
         stopped[rows[finished]] = True
-        running &= ~finished & (n_new[rows] < limit[rows])
+        running &= ~finished
         if tools is not None:   # ask the tool after a sampled (not forced) token that may call it
             asks = running if tool_ids is None else running & torch.isin(next_id, tool_ids)
             for r in [r for r in rows[asks].tolist() if r not in forced_rows]:
                 fill = [i for i in tools(r, tokens[r, :int(n_new[r])].tolist()) or () if i not in stop_ids]
                 if fill:
                     queue[r] = fill
+        running &= n_new[rows] < limit[rows]                             # a row at its limit ends there
         next_pos = step_pos[:, -1:] + 1
         if coupled:
             ids = next_id.tolist()

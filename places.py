@@ -10,11 +10,12 @@ on 3-digit numbers meets no new place difference in the units column of a 6-digi
 
     prompt       3 4 5 + 6 7 8 = ?          a digit's place in its number, counted from the units
                  3 2 1 0 3 2 1 0 0          (every other prompt token 0)
-    steps        <think>5+8+0=13 ,4+7+1=12 ,3+6+1=10    the column of the step (a separator belongs to the
-                 1      1111111  2222222   3333333       step it opens); compare steps (a-b) count down
-                                                        from the top place, division steps from the
-                                                        dividend's length; a multiplication block *d:
-                                                        starts at the place of its multiplier digit d
+    steps        <think>5+8+0=13+0=13 ,4+7+1=11+1=12 ,3+6+1=9+1=10
+                 1      1111111111111 22222222222222 3333333333333
+                                            the column of the step (a separator belongs to the step it
+                                            opens); compare steps (a-b) count down from the top place,
+                                            division steps from the dividend's length; a multiplication
+                                            block *d: starts at the place of its multiplier digit d
     run          |3201                      the k-th digit of the result, units first, has place k
                  1 1234
     answer       </think>1023<|end|>        counts down from the answer's length L + 1 (L: the run

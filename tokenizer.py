@@ -7,7 +7,7 @@ token (multi-digit tokens make arithmetic much harder for a small model: the
 model would have to learn the digits inside "345" from an opaque id). Four
 special tokens frame the canonical format used by every stage:
 
-    17+25=?<think>7+5+0=12,1+2+1=4</think>42<|end|>
+    17+25=?<think>7+5+0=12+0=12,1+2+1=3+1=4</think>42<|end|>
     ^prompt ^worked solution                 ^answer ^end of answer
 
 and documents in the pretraining stream are separated by <|endoftext|>.

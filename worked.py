@@ -8,21 +8,25 @@ digit, as by hand. Each writer returns the steps and the *run*: the result's dig
 per column (plus a final carry when there is one). The worked solution ends with the run after a '|',
 and the answer is the run read backwards (`1023` from `|3201`), without its leading zeros:
 
-    345+678      5+8+0=13,4+7+1=12,3+6+1=10|3201                         -> 1023
+    345+678      5+8+0=13+0=13,4+7+1=11+1=12,3+6+1=9+1=10|3201          -> 1023
     345-178      3>1:5-8-0+10=7,4-7-1+10=6,3-1-1=1|761                    -> 167
     808-814      8=8,0<1:4-8-0+10=6,1-0-1=0,8-8-0=0|600                   -> -6
-    345*67       *7:5*7+0+0=35+0+0=35,4*7+0+3=28+0+3=31,3*7+0+3=21+0+3=24;
-                 *6:5*6+1+0=30+1+0=31,4*6+4+3=24+4+3=31,3*6+2+3=18+2+3=23|51132        -> 23115 (one line)
+    345*67       *7:5*7+0+0=35+0=35,4*7+0+3=28+3=31,3*7+0+3=21+3=24;
+                 *6:5*6+1+0=30+1=31,4*6+4+3=24+7=31,3*6+2+3=18+5=23|51132 -> 23115 (one line)
     1222/47      1-0*47=1-0=1,12-0*47=12-0=12,122-2*47=122-94=28,282-6*47=282-282=0|6200   -> 26
 
+- Addition writes the sum of a column's two digits before adding the carry (`4+7+1=11+1=12`), as
+  multiplication writes its product and small sum before the result: an operation at a time, never three
+  numbers added at once (README, The tasks, has the measurements).
 - Subtraction first compares the numbers digit by digit from the top (`0<1`: a missing digit is 0) until
   they differ, then subtracts the smaller from the larger; a borrowing column writes its borrowed ten
   after its digits (`5-8-0+10=7`), so the borrow is decided after the digits it depends on are written.
 - Multiplication keeps a running sum and adds each partial product into it column by column: the block
-  `*6:` multiplies by the multiplier's digit 6, and its step `4*6+4+3=24+4+3=31` is multiplicand digit x
-  multiplier digit + the running sum's digit in that column + the carry, with the product written out
-  before the sum: without it the model must add into a product it never wrote, which the small model
-  mostly cannot (README, The tasks, has the measurements). The multiplier is the shorter number, so a long
+  `*6:` multiplies by the multiplier's digit 6, and its step `4*6+4+3=24+7=31` is multiplicand digit x
+  multiplier digit + the running sum's digit in that column + the carry, with the product and the sum of
+  the two small digits (4+3=7) written out before the result: without them the model must add into a
+  product it never wrote, and add three numbers at once, which the small model mostly cannot (README, The
+  tasks, has the measurements). The multiplier is the shorter number, so a long
   number makes the blocks longer, never more numerous.
 - Long division brings down one digit of the dividend per step and multiplies and subtracts:
   `282-6*47=282-282=0` says the quotient digit is 6, its product with the divisor 282 and the remainder 0,
@@ -52,13 +56,13 @@ def _slipped(value, k, slip):
 
 
 def add_steps(a, b, slip=None):
-    """a + b: 'x+y+carry=sum' per column."""
+    """a + b: 'x+y+carry=t+carry=sum' per column, t = x + y."""
     da, db = digits_of(a), digits_of(b)
     steps, run, carry = [], [], 0
     for i in range(max(len(da), len(db))):
         x, y = _at(da, i), _at(db, i)
         s = _slipped(x + y + carry, i, slip)
-        steps.append(f"{x}+{y}+{carry}={s}")
+        steps.append(f"{x}+{y}+{carry}={x + y}+{carry}={s}")       # a slip is in s, not in x+y
         run.append(s % 10)
         carry = s // 10
     return ",".join(steps), run + digits_of(carry) * (carry > 0)
@@ -100,8 +104,8 @@ def minus_steps(a, b, slip=None):
 
 def mul_steps(a, b, slip=None):
     """a * b: a block per digit of the shorter number (the multiplier), each adding multiplicand x that
-    digit into the running sum, one column a step: 'n*d+r+carry=p+r+carry=v', p = n*d, r the running sum's
-    digit there."""
+    digit into the running sum, one column a step: 'n*d+r+carry=p+s=v', p = n*d, r the running sum's
+    digit there, s = r + carry."""
     n, m = (a, b) if len(str(b)) <= len(str(a)) else (b, a)
     dn = digits_of(n)
     running = [0] * (len(dn) + len(str(m)))      # the running sum's digits, units first
@@ -112,7 +116,7 @@ def mul_steps(a, b, slip=None):
             r = running[i + j]
             v = _slipped(x * d + r + carry, k, slip)
             k += 1
-            steps.append(f"{x}*{d}+{r}+{carry}={x * d}+{r}+{carry}={v}")     # a slip is in v, not in x*d
+            steps.append(f"{x}*{d}+{r}+{carry}={x * d}+{r + carry}={v}")   # a slip is in v, not in x*d or r+c
             running[i + j], carry = v % 10, v // 10
         running[len(dn) + j] = carry                # may be >= 10 only after a slip
         blocks.append(f"*{d}:" + ",".join(steps))
@@ -155,7 +159,7 @@ def _value(expression):
 
 
 def is_true(step):
-    """Is a step a true statement: a comparison, a chain of equal sums and products ('4*7+4+3=28+4+3=35'),
+    """Is a step a true statement: a comparison, a chain of equal sums and products ('4*7+4+3=28+7=35'),
     or a long-division step whose remainder is below the divisor? True is not canonical: '4*7+0+3=27+1+3=31'
     is true, and tasks.check_steps still rejects it."""
     step = step.rstrip(":").split(":")[-1]          # '*7:5*7+0+0=35+0+0=35' -> '5*7+0+0=35+0+0=35'

@@ -49,17 +49,17 @@ def canonical(worked, answer):
 def test_consistent_checks_steps_and_read_out_without_the_true_answer():
     p = parse_prompt("345+678=?")
     assert consistent(completion(p))
-    assert not consistent(canonical("5+8+0=13,4+7+1=13,3+6+1=10|3301", 1033))   # a false step
-    assert not consistent(canonical("5+8+0=13,4+7+1=12,3+6+1=10|3201", 1024))   # the answer is not the run's
-    wrong_but_consistent = canonical("5+8+0=13,4+7+0=11,3+6+1=10|3101", 1013)   # a dropped carry, all steps true
+    assert not consistent(canonical("5+8+0=13+0=13,4+7+1=11+1=13,3+6+1=9+1=10|3301", 1033))   # a false step
+    assert not consistent(canonical("5+8+0=13+0=13,4+7+1=11+1=12,3+6+1=9+1=10|3201", 1024))   # the answer is not the run's
+    wrong_but_consistent = canonical("5+8+0=13+0=13,4+7+0=11+0=11,3+6+1=9+1=10|3101", 1013)   # a dropped carry, all steps true
     assert consistent(wrong_but_consistent)                                      # ...which only the vote can catch
     assert consistent(completion(parse_prompt("808-814=?")))                    # -6: the sign from the comparison
 
 
 def test_self_labels_need_a_majority_and_a_consistent_sample():
     right = completion(parse_prompt("345+678=?"))
-    slip = canonical("5+8+0=13,4+7+0=11,3+6+1=10|3101", 1013)
-    false_step = canonical("5+8+0=13,4+7+1=13,3+6+1=10|3301", 1033)
+    slip = canonical("5+8+0=13+0=13,4+7+0=11+0=11,3+6+1=9+1=10|3101", 1013)
+    false_step = canonical("5+8+0=13+0=13,4+7+1=11+1=13,3+6+1=9+1=10|3301", 1033)
     problems = [parse_prompt(p) for p in ("345+678=?", "345+678=?", "345+678=?")]
     texts = ([right] * 5 + [slip] * 3                      # majority right: labelled 1023
              + [slip] * 5 + [right] * 3                    # majority wrong but consistent: labelled 1013, counted wrong

@@ -36,7 +36,7 @@ def test_documented_example():
     # local positions: a's digits 0, b's 1; each step counts from its separator; the run and the answer
     # keep one position for all their digits
     assert local[:9] == [0, 0, 0, 1, 1, 1, 1, 2, 3]
-    assert local[9:19] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 0]                   # <think>5+8+0=13,
+    assert local[9:24] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 0]   # <think>5+8+0=13+0=13,
     assert local[think_end - 5:] == [0, 1, 1, 1, 1, 0, 1, 1, 1, 1, 2]
 
 

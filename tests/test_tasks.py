@@ -57,21 +57,21 @@ def test_small_ranges_exhaustively():
 
 def test_worked_solutions_match_the_documented_examples():
     examples = {
-        ("a_plus_b_q", "345+678=?"): "5+8+0=13,4+7+1=12,3+6+1=10|3201",
-        ("a_plus_b_q", "999+1=?"): "9+1+0=10,9+0+1=10,9+0+1=10|0001",
+        ("a_plus_b_q", "345+678=?"): "5+8+0=13+0=13,4+7+1=11+1=12,3+6+1=9+1=10|3201",
+        ("a_plus_b_q", "999+1=?"): "9+1+0=10+0=10,9+0+1=9+1=10,9+0+1=9+1=10|0001",
         ("a_minus_b_q", "345-178=?"): "3>1:5-8-0+10=7,4-7-1+10=6,3-1-1=1|761",
         ("a_minus_b_q", "808-814=?"): "8=8,0<1:4-8-0+10=6,1-0-1=0,8-8-0=0|600",
         ("a_minus_b_q", "12-345=?"): "0<3:5-2-0=3,4-1-0=3,3-0-0=3|333",
         ("a_minus_b_q", "5-5=?"): "5=5:5-5-0=0|0",
-        ("a_times_b_q", "345*7=?"): "*7:5*7+0+0=35+0+0=35,4*7+0+3=28+0+3=31,3*7+0+3=21+0+3=24|5142",
-        ("a_times_b_q", "7*345=?"): "*7:5*7+0+0=35+0+0=35,4*7+0+3=28+0+3=31,3*7+0+3=21+0+3=24|5142",  # the shorter multiplies
-        ("a_times_b_q", "345*67=?"): "*7:5*7+0+0=35+0+0=35,4*7+0+3=28+0+3=31,3*7+0+3=21+0+3=24;"
-                                     "*6:5*6+1+0=30+1+0=31,4*6+4+3=24+4+3=31,3*6+2+3=18+2+3=23|51132",
+        ("a_times_b_q", "345*7=?"): "*7:5*7+0+0=35+0=35,4*7+0+3=28+3=31,3*7+0+3=21+3=24|5142",
+        ("a_times_b_q", "7*345=?"): "*7:5*7+0+0=35+0=35,4*7+0+3=28+3=31,3*7+0+3=21+3=24|5142",  # the shorter multiplies
+        ("a_times_b_q", "345*67=?"): "*7:5*7+0+0=35+0=35,4*7+0+3=28+3=31,3*7+0+3=21+3=24;"
+                                     "*6:5*6+1+0=30+1=31,4*6+4+3=24+7=31,3*6+2+3=18+5=23|51132",
         ("a_over_b_q", "738/6=?"): "7-1*6=7-6=1,13-2*6=13-12=1,18-3*6=18-18=0|321",
         ("a_over_b_q", "1222/47=?"): "1-0*47=1-0=1,12-0*47=12-0=12,122-2*47=122-94=28,282-6*47=282-282=0|6200",
         ("a_over_b_q", "0/7=?"): "0-0*7=0-0=0|0",
         ("x_plus_b_eq_c_q", "x+345=1023, x=?"): "x=c-b:3-5-0+10=8,2-4-1+10=7,0-3-1+10=6,1-0-1=0|8760",
-        ("b_minus_x_eq_c_q", "12-x=-333, x=?"): "x=b-c:2+3+0=5,1+3+0=4,0+3+0=3|543",
+        ("b_minus_x_eq_c_q", "12-x=-333, x=?"): "x=b-c:2+3+0=5+0=5,1+3+0=4+0=4,0+3+0=3+0=3|543",
         ("b_minus_x_eq_c_q", "345-x=12, x=?"): "x=b-c:5-2-0=3,4-1-0=3,3-0-0=3|333",
         ("x_times_b_eq_c_q", "x*7=2415, x=?"): "x=c/b:2-0*7=2-0=2,24-3*7=24-21=3,31-4*7=31-28=3,35-5*7=35-35=0|5430",
         ("x_times_b_eq_c_q", "x*1=75, x=?"): "x=c/b:7-7*1=7-7=0,5-5*1=5-5=0|57",
@@ -80,7 +80,7 @@ def test_worked_solutions_match_the_documented_examples():
         p = Problem(t, prompt, 0)
         assert worked_solution(p) == worked
     p = Problem("a_plus_b_q", "345+678=?", 1023)
-    assert completion(p) == f"{THINK}5+8+0=13,4+7+1=12,3+6+1=10|3201{END_THINK}1023{END}"
+    assert completion(p) == f"{THINK}5+8+0=13+0=13,4+7+1=11+1=12,3+6+1=9+1=10|3201{END_THINK}1023{END}"
     assert completion(p, worked=False) == f"1023{END}"
 
 
@@ -110,21 +110,22 @@ def test_check_steps_catches_corrupted_steps():
             text, answer = solve(p, slip=(0, 1))
             assert answer != p.answer and check_steps(p, text), (p, text)
     p = Problem("a_plus_b_q", "345+678=?", 1023)
-    assert check_steps(p, "5+8+0=13,4+7+1=13,3+6+1=10|3201") == ["step 2 '4+7+1=13' is false"]
-    assert check_steps(p, "5+8+0=13,4+7+0=11,3+6+1=10|3101") == ["step 2 '4+7+0=11' should be '4+7+1=12'"]
-    assert check_steps(p, "5+8+0=13,4+7+1=12|32") == ["step 3 '|32' should be '3+6+1=10'"]
-    assert check_steps(p, "5+8+0=13,4+7+1=12,3+6+1=10|3211") == ["step 4 '|3211' should be '|3201'"]
-    assert check_steps(p, "5+8+0=13;4+7+1=12;3+6+1=10|3201")   # right steps, wrong separators
+    assert check_steps(p, "5+8+0=13+0=13,4+7+1=11+1=13,3+6+1=9+1=10|3201") == ["step 2 '4+7+1=11+1=13' is false"]
+    assert check_steps(p, "5+8+0=13+0=13,4+7+0=11+0=11,3+6+1=9+1=10|3101") == ["step 2 '4+7+0=11+0=11' should be '4+7+1=11+1=12'"]
+    assert check_steps(p, "5+8+0=13+0=13,4+7+1=11+1=12|32") == ["step 3 '|32' should be '3+6+1=9+1=10'"]
+    assert check_steps(p, "5+8+0=13+0=13,4+7+1=11+1=12,3+6+1=9+1=10|3211") == ["step 4 '|3211' should be '|3201'"]
+    assert check_steps(p, "5+8+0=13+0=13;4+7+1=11+1=12;3+6+1=9+1=10|3201")   # right steps, wrong separators
     d = Problem("a_over_b_q", "738/6=?", 123)
     assert check_steps(d, "7-0*6=7-0=7,73-2*6=73-12=61,18-3*6=18-18=0|320") == [
         "step 1 '7-0*6=7-0=7' is false", "step 2 '73-2*6=73-12=61' is false"]      # remainders >= divisor
     assert check_steps(d, "7-1*6=7-5=1,13-2*6=13-12=1,18-3*6=18-18=0|321") == ["step 1 '7-1*6=7-5=1' is false"]
     assert check_steps(Problem("a_minus_b_q", "808-814=?", -6), "8=8,0>1:") == ["step 2 '0>1:' is false"]
     m = Problem("a_times_b_q", "45*7=?", 315)                  # every link of a multiplication step's chain
-    assert check_steps(m, "*7:5*7+0+0=35+0+0=35,4*7+0+3=27+0+3=31|513") == ["step 3 '4*7+0+3=27+0+3=31' is false"]
-    assert check_steps(m, "*7:5*7+0+0=35+0+0=35,4*7+0+3=28+0+3=30|503") == ["step 3 '4*7+0+3=28+0+3=30' is false"]
-    assert check_steps(m, "*7:5*7+0+0=35+0+0=35,4*7+0+3=28+3+0=31|513") == [
-        "step 3 '4*7+0+3=28+3+0=31' should be '4*7+0+3=28+0+3=31'"]
+    assert check_steps(m, "*7:5*7+0+0=35+0=35,4*7+0+3=27+3=31|513") == ["step 3 '4*7+0+3=27+3=31' is false"]
+    assert check_steps(m, "*7:5*7+0+0=35+0=35,4*7+0+3=28+4=31|513") == ["step 3 '4*7+0+3=28+4=31' is false"]
+    assert check_steps(m, "*7:5*7+0+0=35+0=35,4*7+0+3=28+3=30|503") == ["step 3 '4*7+0+3=28+3=30' is false"]
+    assert check_steps(m, "*7:5*7+0+0=35+0=35,4*7+0+3=28+0+3=31|513") == [
+        "step 3 '4*7+0+3=28+0+3=31' should be '4*7+0+3=28+3=31'"]
 
 
 def test_make_problem_draws_digit_counts_uniformly():
@@ -223,8 +224,8 @@ def test_problem_from_row():
 
 
 @pytest.mark.parametrize("text, expected", [
-    (f"{THINK}5+8+0=13{END_THINK}13{END}", "13"),
-    (f"{THINK}1+2+0=3{END_THINK}-333{END}", "-333"),
+    (f"{THINK}5+8+0=13+0=13{END_THINK}13{END}", "13"),
+    (f"{THINK}1+2+0=3+0=3{END_THINK}-333{END}", "-333"),
     (f"42{END}", "42"),
     ("blah 7 #### 1,023 and 5", "1,023"),
     ("So the Answer is: 18.0, not 17", "18.0"),
@@ -291,7 +292,7 @@ def test_classify_error():
     assert classify_error(p, canonical(w, 1024)) == "off_by_one"
     assert classify_error(p, canonical(w, 1123)) == "off_by_ten"
     assert classify_error(p, canonical(w, -333)) == "wrong_operation"
-    assert classify_error(p, canonical("5+8+0=13,4+7+0=11,3+6+1=10|3101", 1013)) == "carry"
+    assert classify_error(p, canonical("5+8+0=13+0=13,4+7+0=11+0=11,3+6+1=9+1=10|3101", 1013)) == "carry"
     assert classify_error(p, canonical(w, 1500)) == "other"
     q = Problem("a_minus_b_q", "345-178=?", 167)
     assert classify_error(q, canonical("3>1:5-8-0+10=7,4-7-0=7,3-1-0=2|772", 277)) == "carry"   # borrow dropped
