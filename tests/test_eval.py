@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import eval as ev
+import scoring
 from common import checkpoint_payload, save_checkpoint, setup
 from generation import encode_completions, greedy_accuracy
 from model import GPT, GPTConfig
@@ -87,41 +88,41 @@ def run_eval(monkeypatch):
 # ---------------------------------------------------------------- statistics
 
 def test_pass_at_k_against_hand_computed_values():
-    assert ev.pass_at_k(5, 2, 1) == pytest.approx(0.4)        # 1 - C(3,1)/C(5,1) = 1 - 3/5
-    assert ev.pass_at_k(5, 2, 2) == pytest.approx(0.7)        # 1 - C(3,2)/C(5,2) = 1 - 3/10
-    assert ev.pass_at_k(5, 0, 3) == 0.0
-    assert ev.pass_at_k(5, 3, 3) == 1.0                       # n - c = 2 < k: every 3-subset holds a right one
-    assert ev.pass_at_k(5, 5, 1) == 1.0
+    assert scoring.pass_at_k(5, 2, 1) == pytest.approx(0.4)        # 1 - C(3,1)/C(5,1) = 1 - 3/5
+    assert scoring.pass_at_k(5, 2, 2) == pytest.approx(0.7)        # 1 - C(3,2)/C(5,2) = 1 - 3/10
+    assert scoring.pass_at_k(5, 0, 3) == 0.0
+    assert scoring.pass_at_k(5, 3, 3) == 1.0                       # n - c = 2 < k: every 3-subset holds a right one
+    assert scoring.pass_at_k(5, 5, 1) == 1.0
 
 
 def test_pass_at_k_is_the_combinatorial_formula_without_overflow():
     for n, c, k in [(10, 3, 4), (20, 1, 5), (16, 8, 16), (7, 6, 1)]:
-        assert ev.pass_at_k(n, c, k) == pytest.approx(1 - comb(n - c, k) / comb(n, k))
-    assert 0.0 < ev.pass_at_k(10_000, 3, 100) < 1.0           # C(10000, 100) overflows a float
+        assert scoring.pass_at_k(n, c, k) == pytest.approx(1 - comb(n - c, k) / comb(n, k))
+    assert 0.0 < scoring.pass_at_k(10_000, 3, 100) < 1.0           # C(10000, 100) overflows a float
 
 
 def test_majority_vote_over_extracted_answers():
     right, wrong = f"{THINK}1+2+0=3{END_THINK}3{END}", f"4{END}"
-    assert ev.majority_correct([right, wrong, f"3{END}"], 3)
-    assert not ev.majority_correct([right, wrong, wrong], 3)
-    assert not ev.majority_correct(["no number here", "nor here"], 3)
-    assert ev.majority_correct([right, "junk", wrong], 3)        # a tie goes to the answer seen first
+    assert scoring.majority_correct([right, wrong, f"3{END}"], 3)
+    assert not scoring.majority_correct([right, wrong, wrong], 3)
+    assert not scoring.majority_correct(["no number here", "nor here"], 3)
+    assert scoring.majority_correct([right, "junk", wrong], 3)        # a tie goes to the answer seen first
 
 
 def test_bootstrap_ci_contains_the_mean_and_narrows_with_n():
     rng = np.random.default_rng(0)
     small, large = rng.random(100) < 0.7, rng.random(10_000) < 0.7
-    lo, hi = ev.bootstrap_ci(small)
+    lo, hi = scoring.bootstrap_ci(small)
     assert lo < small.mean() < hi
-    lo_large, hi_large = ev.bootstrap_ci(large)
+    lo_large, hi_large = scoring.bootstrap_ci(large)
     assert lo_large < large.mean() < hi_large
     assert hi_large - lo_large < (hi - lo) / 5                  # ~1/sqrt(100) narrower
-    assert ev.bootstrap_ci(small, seed=3) == ev.bootstrap_ci(small, seed=3)
+    assert scoring.bootstrap_ci(small, seed=3) == scoring.bootstrap_ci(small, seed=3)
 
 
 def test_bootstrap_ci_of_all_correct_is_degenerate():
-    assert ev.bootstrap_ci(np.ones(50)) == (1.0, 1.0)
-    assert ev.bootstrap_ci(np.zeros(50)) == (0.0, 0.0)
+    assert scoring.bootstrap_ci(np.ones(50)) == (1.0, 1.0)
+    assert scoring.bootstrap_ci(np.zeros(50)) == (0.0, 0.0)
 
 
 def test_token_hits_on_a_hand_made_case():
@@ -131,7 +132,7 @@ def test_token_hits_on_a_hand_made_case():
     segment = torch.tensor([[0, 0, 0, 0, 0, -1]])
     predictions = [6, 7, 1, 9, 3, 4]     # position 0 (a prompt token) right but not scored; then right, wrong, right
     logits = torch.nn.functional.one_hot(torch.tensor([predictions]), 12).float()   # (1, 6, 12)
-    hits, totals = ev.completion_token_hits(logits, idx, completion_mask, segment, 1)
+    hits, totals = scoring.completion_token_hits(logits, idx, completion_mask, segment, 1)
     assert hits.tolist() == [2] and totals.tolist() == [3]
 
 
@@ -142,7 +143,7 @@ def test_token_hits_of_packed_examples_are_counted_per_example():
     segment = torch.tensor([[0, 0, 0, 2, 2], [1, 1, 1, 1, -1]])
     predictions = [[7, 1, 6, 9, 0], [6, 7, 8, 0, 0]]   # ex 0: right, wrong; ex 2: right; ex 1: right, right
     logits = torch.nn.functional.one_hot(torch.tensor(predictions), 12).float()     # (2, 5, 12)
-    hits, totals = ev.completion_token_hits(logits, idx, completion_mask, segment, 3)
+    hits, totals = scoring.completion_token_hits(logits, idx, completion_mask, segment, 3)
     assert hits.tolist() == [1, 2, 1] and totals.tolist() == [2, 2, 1]
 
 
