@@ -41,8 +41,8 @@ def file_problems(data_dir, held_out):
 
 def rollout_limit(tok, problem, slack, max_new_tokens):
     """A rollout's own max_new_tokens: slack tokens past the problem's reference completion (capped at
-    max_new_tokens), or max_new_tokens for a word problem, which has no reference to measure, or slack=None."""
-    if slack is None or problem.type in WORD_TYPES:
+    max_new_tokens), or max_new_tokens for a word problem, which has no reference to measure."""
+    if problem.type in WORD_TYPES:
         return max_new_tokens
     return min(max_new_tokens, len(tok.encode(completion(problem))) + slack)
 
