@@ -18,7 +18,7 @@ import sys
 # the ranges of the keys the scripts share, by name: a key means the same thing in every script
 AT_LEAST = {
     # sizes, counts, intervals, accumulation
-    "batch_size": 1, "block_size": 1, "gradient_accumulation_steps": 1, "eval_interval": 1, "log_interval": 1,
+    "batch_size": 1, "block_size": 1, "window": 1, "gradient_accumulation_steps": 1, "eval_interval": 1, "log_interval": 1,
     "eval_iters": 1, "max_new_tokens": 1, "n_layer": 1, "n_head": 1, "n_embd": 1, "n_eval_problems": 1,
     "n_val_pairs": 1, "prompts_per_step": 1, "max_sampling_rounds": 1, "num_iterations": 1, "sft_batch_size": 1,
     "policy_prompts": 1, "policy_samples": 1, "steps": 1, "gen_batch_size": 1, "gen_tokens": 1,

@@ -57,7 +57,7 @@ calculator = ""             # word problems: "" none; "exact": an annotation <<4
                             # gsm8k.calculate; a checkpoint path: from that arithmetic model (gsm8k.model_calculator)
 n_per_type = 0              # at most this many problems per task type, per type and length in test_length (0 = all);
                             # "generated" draws this many
-max_new_tokens = 360        # the longest reference completion of test_length (a 6x3-digit product) has 328 tokens
+max_new_tokens = 600        # the longest reference completion of test_length (a 6-digit x*b=c) has ~580 tokens
 batch_size = 500
 num_samples = 0             # > 0: also sample this many completions per problem for pass@k and maj@k
 temperature = 1.0           # of those samples; the accuracy column is always greedy

@@ -166,7 +166,7 @@ def calculator_fill(text):
     return None if result is None else f"{result}>>"
 
 
-def model_calculator(model, tok, rt, max_new_tokens=360):
+def model_calculator(model, tok, rt, max_new_tokens=600):
     """A fill like calculator_fill whose results come from a nanomath arithmetic checkpoint instead: an
     annotation that is one operation on two whole numbers >= 0 (<<48/2=) becomes the task prompt 48/2=?,
     answered greedily; anything else, or a division that is not exact (no task form), gets None.

@@ -65,7 +65,7 @@ def first_step(prompt):
     return 1, 1, False
 
 
-BLOCK_STRIDE = 16   # more than the tokens of any step
+BLOCK_STRIDE = 16   # more than the tokens of any multiplication step
 _token_strings = {}
 
 

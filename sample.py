@@ -30,7 +30,7 @@ from tokenizer import get_tokenizer, token_label
 # -----------------------------------------------------------------------------
 ckpt = "out/sft/ckpt.pt"
 prompt = ""                 # prompts separated by |; empty: read them interactively
-max_new_tokens = 360        # at most (a 6x3-digit product has 328); a long prompt leaves less room in block_size
+max_new_tokens = 600        # at most (a 6-digit x*b=c has ~580); a long prompt leaves less room in block_size
 temperature = 0.0           # 0 is greedy
 top_k = 0                   # 0: all tokens
 top_p = 1.0

@@ -27,7 +27,7 @@ result's digits units first after a '|'; the answer reads them backwards:
     345+678=?     5+8+0=13+0=13,4+7+1=11+1=12,...|3201            -> 1023
     808-814=?     8=8,0<1:4-8-0+10=6,1-0-1=0,8-8-0=0|600          -> -6
     345*67=?      *7:5*7+0+0=35+0=35,...;*6:...|51132              -> 23115
-    738/6=?       7-1*6=7-6=1,13-2*6=13-12=1,18-3*6=18-18=0|321    -> 123
+    738/6=?       7-1*6[6*1=6+0=6 7-6-0=1],13-2*6[...],18-3*6[...]|321     -> 123
     x+345=1023    x=c-b: then the subtraction steps of 1023-345
     12-x=-333     x=b-c: then the addition steps of 12+333  (subtraction when c >= 0)
     x*7=2415      x=c/b: then the division steps of 2415/7

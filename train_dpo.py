@@ -48,7 +48,7 @@ log_interval = 10
 val_pairs_file = ""                  # "": pairs_file's _train -> _val if that exists (pairs_onpolicy_val.jsonl), else pairs_val.jsonl
 n_val_pairs = 500                    # held-out pairs for the eval metrics
 n_eval_problems = 140                # greedy exact match on this many held-out problems (20 per type)
-max_new_tokens = 192                 # the longest in-box completion (a 3x3-digit product) has 172 tokens
+max_new_tokens = 336                 # the longest in-box completion (a 3-digit x*b=c) has ~315 tokens
 # DPO
 beta = 0.5                           # strength of the pull towards the reference: higher stays closer
 loss_type = "sigmoid"                # "sigmoid" (DPO), "robust", "ipo" or "hinge"

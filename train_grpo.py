@@ -108,7 +108,7 @@ n_eval_problems = 140                # greedy exact match on this many problems 
 # rollouts
 prompts_per_step = 16
 group_size = 8                       # completions per prompt; the advantage compares them with each other
-max_new_tokens = 360                 # a 6x3-digit product's completion has 328 tokens
+max_new_tokens = 600                 # a 6-digit x*b=c's completion has ~580 tokens
 rollout_slack = 16                   # a rollout stops this many tokens past its problem's reference completion
                                      # (or at max_new_tokens, where word problems always stop)
 temperature = 1.0

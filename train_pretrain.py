@@ -32,7 +32,9 @@ eval_iters = 20
 log_interval = 25
 # data
 batch_size = 27
-block_size = 384            # a window of several worked problems; the longest test problem (6x3-digit a*b) has 366 tokens
+block_size = 640            # the model's context: the longest test problem (a 6-digit x*b=c) has ~610 tokens
+window = 384                # the tokens of a training row: several worked problems, each whole (the longest ~330);
+                            # shorter than the context because a row's attention costs its square (2x slower at 640)
 gradient_accumulation_steps = 1
 # model
 n_layer = 4
@@ -66,14 +68,14 @@ seed = 1337
 
 
 @torch.no_grad()
-def estimate_loss(model, splits, rt, eval_iters, batch_size, block_size, seed, eot_id):
+def estimate_loss(model, splits, rt, eval_iters, batch_size, window, seed, eot_id):
     """Mean loss over eval_iters batches of each split; the same batches at every evaluation."""
     model.eval()
     out = {}
     for name, stream in splits.items():
         losses = []
         for k in range(eval_iters):
-            x, y, places = get_batch(*stream, batch_size, block_size, np.random.default_rng([seed, 99, k]), rt.device)
+            x, y, places = get_batch(*stream, batch_size, window, np.random.default_rng([seed, 99, k]), rt.device)
             with rt.autocast:
                 _, loss = model(x, y, places=places, attn_mask=document_mask(x, eot_id))
             losses.append(loss.item())
@@ -111,17 +113,18 @@ def main():
         check_data("gpt2", model.config.vocab_size, meta, "gpt2 (Hugging Face)", data_dir)
     else:
         raise SystemExit(f"init_from={init_from!r}; allowed: scratch, resume, gpt2")
-    block = model.config.block_size
+    if window > model.config.block_size:
+        raise SystemExit(f"window={window} is longer than the model's block_size {model.config.block_size}")
     longest = max(meta.get("max_document_tokens", {}).get("train", {}).values(), default=0)  # <|endoftext|> included
-    if longest > block + 1:
-        raise SystemExit(f"block_size={block} cuts the longest training documents ({longest} tokens, {data_dir}/"
-                         f"meta.json): no window would hold a whole worked problem; use block_size >= {longest - 1}")
+    if longest > window + 1:
+        raise SystemExit(f"window={window} cuts the longest training documents ({longest} tokens, {data_dir}/"
+                         f"meta.json): no window would hold a whole worked problem; use window >= {longest - 1}")
     eot_id = get_tokenizer(meta["tokenizer"]).eot_id
     splits = {}
     for split in ("train", "val"):
         data = read_tokens(data_dir, split)
-        splits[split] = (data, read_tokens(data_dir, f"{split}_places"), document_starts(data, eot_id, block))
-    tokens_per_iter = accum * rt.world_size * batch_size * block
+        splits[split] = (data, read_tokens(data_dir, f"{split}_places"), document_starts(data, eot_id, window))
+    tokens_per_iter = accum * rt.world_size * batch_size * window
     if zero_unused:
         zero_unused_tokens(model, unused_token_ids(data_dir, model.config.vocab_size))
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), rt.device_type)
@@ -142,7 +145,7 @@ def main():
             if rt.master:
                 # the raw model: through the DDP wrapper a forward broadcasts buffers (RoPE's) from rank 0 to
                 # ranks that may have finished, and the final evaluation hangs or crashes
-                losses = estimate_loss(raw_model, splits, rt, eval_iters, batch_size, block, seed, eot_id)
+                losses = estimate_loss(raw_model, splits, rt, eval_iters, batch_size, window, seed, eot_id)
                 print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
                 log.write(iter=iter_num, split="eval", train_loss=losses["train"], val_loss=losses["val"], lr=lr,
                           elapsed_s=time.time() - t_start)
@@ -156,7 +159,7 @@ def main():
             break
 
         for micro_step in range(accum):
-            x, y, places = get_batch(*splits["train"], batch_size, block,
+            x, y, places = get_batch(*splits["train"], batch_size, window,
                                      batch_rng(seed, iter_num, rt.rank * accum + micro_step), rt.device)
             with sync_context(model, micro_step, accum), rt.autocast:
                 _, loss = model(x, y, places=places, attn_mask=document_mask(x, eot_id))
@@ -169,7 +172,7 @@ def main():
             dt = (time.time() - t0) / log_interval
             t0 = time.time()
             lossf = loss.item() * accum
-            mfu = raw_model.estimate_mfu(tokens_per_iter, block, dt, peak) if peak else float("nan")
+            mfu = raw_model.estimate_mfu(tokens_per_iter, window, dt, peak) if peak else float("nan")
             print(f"iter {iter_num}: loss {lossf:.4f}, time {dt * 1000:.1f}ms, "
                   f"tok/s {tokens_per_iter / dt:,.0f}, mfu {mfu * 100:.1f}%, lr {lr:.2e}")
             log.write(iter=iter_num, split="train", loss=lossf, lr=lr, grad_norm=grad_norm, ms_per_iter=dt * 1000,

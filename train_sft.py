@@ -38,7 +38,7 @@ overwrite = False                    # True: a fresh run may replace the checkpo
 eval_interval = 200
 log_interval = 25
 n_eval_problems = 140                # greedy exact match on this many held-out problems (20 per type)
-max_new_tokens = 192                 # the longest in-box completion (a 3x3-digit product) has 172 tokens
+max_new_tokens = 336                 # the longest in-box completion (a 3-digit x*b=c) has ~315 tokens
 forgetting_threshold = 0.3           # warn when pretraining val loss rises this much above its start
 batch_size = 64
 gradient_accumulation_steps = 1
@@ -84,12 +84,13 @@ def val_loss_by_type(model, examples, tok, block_size, rt):
 
 
 @torch.no_grad()
-def pretrain_val_loss(model, val_stream, block_size, rt, seed, eot_id, n_batches=10):
-    """Loss on the pretraining stream: tracked so a fine-tuning run that forgets it gets noticed."""
+def pretrain_val_loss(model, val_stream, window, rt, seed, eot_id, n_batches=10):
+    """Loss on the pretraining stream, in windows of `window` tokens: tracked so a fine-tuning run that forgets
+    it gets noticed."""
     model.eval()
     losses = []
     for k in range(n_batches):
-        x, y, places = get_batch(*val_stream, 32, block_size, np.random.default_rng([seed, 7, k]), rt.device)
+        x, y, places = get_batch(*val_stream, 32, window, np.random.default_rng([seed, 7, k]), rt.device)
         with rt.autocast:
             losses.append(model(x, y, places=places, attn_mask=document_mask(x, eot_id))[1].item())
     model.train()
@@ -131,7 +132,9 @@ def main():
         check_data(ckpt["tokenizer"], ckpt["model_args"]["vocab_size"], meta, ckpt_path, data_dir)
     model.grad_checkpoint = grad_checkpoint
     block = model.config.block_size
-    val_stream = (val_data, read_tokens(data_dir, "val_places"), document_starts(val_data, tok.eot_id, block))
+    # windows that hold the longest training document, not the whole context: a window's attention costs its square
+    window = min(block, max(meta.get("max_document_tokens", {}).get("train", {}).values(), default=block))
+    val_stream = (val_data, read_tokens(data_dir, "val_places"), document_starts(val_data, tok.eot_id, window))
     if zero_unused:
         zero_unused_tokens(model, unused_token_ids(data_dir, model.config.vocab_size))
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), rt.device_type)
@@ -144,7 +147,7 @@ def main():
     start_pretrain_loss = ckpt.get("start_pretrain_loss") if resuming else None
     tokens_seen = ckpt["tokens_seen"] if resuming else 0  # completion tokens trained on, across ranks
     if start_pretrain_loss is None:
-        start_pretrain_loss = pretrain_val_loss(raw_model, val_stream, block, rt, seed, tok.eot_id)
+        start_pretrain_loss = pretrain_val_loss(raw_model, val_stream, window, rt, seed, tok.eot_id)
     if rt.master:
         print(f"{len(train):,} training examples ({train_files}), {describe(raw_model)}, "
               f"pretraining val loss at start {start_pretrain_loss:.4f}")
@@ -155,7 +158,7 @@ def main():
         if rt.master and (iter_num % eval_interval == 0 or iter_num == max_iters):
             losses = val_loss_by_type(raw_model, val, tok, block, rt)
             acc = greedy_accuracy(raw_model, tok, eval_problems, rt, max_new_tokens)
-            forget = pretrain_val_loss(raw_model, val_stream, block, rt, seed, tok.eot_id)
+            forget = pretrain_val_loss(raw_model, val_stream, window, rt, seed, tok.eot_id)
             print(f"step {iter_num}: val loss {np.mean(list(losses.values())):.4f}, "
                   f"greedy accuracy {acc['overall']:.3f}, pretraining val loss {forget:.4f}")
             print("  " + ", ".join(f"{t} {a:.2f}" for t, a in acc.items() if t != "overall"))

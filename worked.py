@@ -13,7 +13,8 @@ and the answer is the run read backwards (`1023` from `|3201`), without its lead
     808-814      8=8,0<1:4-8-0+10=6,1-0-1=0,8-8-0=0|600                   -> -6
     345*67       *7:5*7+0+0=35+0=35,4*7+0+3=28+3=31,3*7+0+3=21+3=24;
                  *6:5*6+1+0=30+1=31,4*6+4+3=24+7=31,3*6+2+3=18+5=23|51132 -> 23115 (one line)
-    1222/47      1-0*47=1-0=1,12-0*47=12-0=12,122-2*47=122-94=28,282-6*47=282-282=0|6200   -> 26
+    1222/47      1-0*47=1,12-0*47=12,122-2*47[7*2=14+0=14 4*2=8+1=9 2-4-0+10=8 2-9-1+10=2 1-0-1=0],
+                 282-6*47[7*6=42+0=42 4*6=24+4=28 2-2-0=0 8-8-0=0 2-2-0=0]|6200                -> 26 (one line)
 
 - Addition writes the sum of a column's two digits before adding the carry (`4+7+1=11+1=12`), as
   multiplication writes its product and small sum before the result: an operation at a time, never three
@@ -28,12 +29,16 @@ and the answer is the run read backwards (`1023` from `|3201`), without its lead
   product it never wrote, and add three numbers at once, which the small model mostly cannot (README, The
   tasks, has the measurements). The multiplier is the shorter number, so a long
   number makes the blocks longer, never more numerous.
-- Long division brings down one digit of the dividend per step and multiplies and subtracts:
-  `282-6*47=282-282=0` says the quotient digit is 6, its product with the divisor 282 and the remainder 0,
-  which is less than the divisor.
+- Long division brings down one digit of the dividend per step and multiplies and subtracts, by columns:
+  `282-6*47[...]` says the quotient digit is 6; inside the brackets the product 6*47 is made a divisor digit
+  at a time (`4*6=24+4=28`: the digit's product, then the carry), and then subtracted from 282 a digit at a
+  time with subtraction's columns (`8-8-0=0`), so the remainder (here 0) comes out below the divisor. Until
+  commit 15358c6 a step did that arithmetic in one go (`282-6*47=282-282=0`): the product of a 2-digit
+  divisor was wrong in 43% of the failed divisions' first wrong steps and the remainder in 24% (README, The
+  tasks). A step whose quotient digit is 0 only restates the current number (`12-0*47=12`).
 
-slip=(k, delta) adds delta to the result of the k-th column step (in division, to its quotient digit) and
-carries the error on through the later steps: that is how corrupted-step negatives are made. Compare steps
+slip=(k, delta) adds delta to the result of the k-th column step (in division, to the k-th step's quotient
+digit, whose columns stay right) and carries the error on through the later steps: that is how corrupted-step negatives are made. Compare steps
 are not column steps.
 """
 import math
@@ -125,16 +130,33 @@ def mul_steps(a, b, slip=None):
     return ";".join(blocks), run
 
 
+def div_step(cur, b, q):
+    """One long-division step: the current number minus q times the divisor, multiplied and subtracted by
+    columns inside the brackets, units first: 'cur-q*b[' then a product column 'd*q=p+c=v' per digit d of b
+    (p = d*q, c the carry) and a subtraction column 'x-y-borrow(+10)=r' per digit of cur, y the product's
+    digit there; the remainder is cur - q*b. A step with q = 0 only restates cur: 'cur-0*b=cur'."""
+    if q == 0:
+        return f"{cur}-0*{b}={cur}"
+    columns, carry = [], 0
+    for d in digits_of(b):
+        p = d * q
+        columns.append(f"{d}*{q}={p}+{carry}={p + carry}")
+        carry = (p + carry) // 10
+    text, _ = sub_steps(cur, q * b)
+    return f"{cur}-{q}*{b}[{' '.join(columns + text.split(','))}]"
+
+
 def div_steps(a, b, slip=None):
-    """a / b, exact: per digit of a from the top, 'current-q*b=current-product=remainder' with remainder < b;
-    the current number is the last remainder with the next digit brought down. The run is the quotient's
-    digits."""
+    """a / b, exact: per digit of a from the top, the current number (the last remainder with the next digit
+    brought down) minus its quotient digit times b (div_step), so that the remainder is below b. The run is
+    the quotient's digits."""
     steps, quotient, r = [], [], 0
     for k, c in enumerate(str(a)):
         cur = 10 * r + int(c)
         q, r = divmod(cur, b)
-        q = _slipped(q, k, slip)                     # a wrong quotient digit; the remainder stays right
-        steps.append(f"{cur}-{q}*{b}={cur}-{q * b}={r}")
+        step = div_step(cur, b, q)
+        q = _slipped(q, k, slip)                     # a wrong quotient digit; the columns stay right
+        steps.append(re.sub(r"^(\d+)-\d+", lambda m: f"{m.group(1)}-{q}", step))
         quotient.append(q)
     return ",".join(steps), [d for q in reversed(quotient) for d in digits_of(q)]
 
@@ -167,10 +189,10 @@ def is_true(step):
     if m:
         x, rel, y = int(m.group(1)), m.group(2), int(m.group(3))
         return {"<": x < y, "=": x == y, ">": x > y}[rel]
-    m = re.fullmatch(r"(\d+)-(\d+)\*(\d+)=(\d+)-(\d+)=(\d+)", step)
-    if m:
-        cur, q, b, cur2, product, r = map(int, m.groups())
-        return b > 0 and cur2 == cur and product == q * b and cur - product == r and r < b
+    m = re.fullmatch(r"(\d+)-(\d+)\*(\d+)(?:=\d+|\[.*\])", step)
+    if m:                                           # a division step: its columns, and a remainder below b
+        cur, q, b = map(int, m.groups())
+        return b > 0 and 0 <= cur - q * b < b and step == div_step(cur, b, q)
     if not re.fullmatch(r"\d+(?:[+\-*]\d+)*(?:=\d+(?:[+\-*]\d+)*)*=-?\d+", step):
         return False
     return len({_value(side) for side in step.split("=")}) == 1
@@ -180,7 +202,7 @@ def column_and_carry(step):
     """(column inputs, carry inputs) of a column step, or None for other steps: the carry (or borrow, or
     the remainder brought into a division step) is what the column takes from the column before it."""
     step = step.split(":")[-1]
-    m = re.fullmatch(r"(\d+)-(\d)\*(\d+)=.*", step)
+    m = re.fullmatch(r"(\d+)-(\d)\*(\d+)[=\[].*", step)
     if m:
         return (int(m.group(1)) % 10, m.group(2), m.group(3)), int(m.group(1)) // 10
     m = re.fullmatch(r"(\d)\*(\d)\+(\d)\+(\d)=.*", step)

@@ -1,13 +1,13 @@
 # GPT-2 small's shape (124M parameters) for a multi-GPU node:
 # $ torchrun --standalone --nproc_per_node=8 train_pretrain.py config/pretrain_gpt2.py
-# the global batch is 64 sequences x 8 accumulation steps x 256 tokens = 131k tokens per iteration
+# the global batch is 64 sequences x 8 accumulation steps x 384 tokens = 197k tokens per iteration
 # (gradient_accumulation_steps is split across the processes: it must divide by their number)
 out_dir = 'out/pretrain_gpt2'
 data_dir = 'data/small'
 n_layer = 12
 n_head = 12
 n_embd = 768
-block_size = 256           # the longest training document (a 3x3-digit product) has 196 tokens
+block_size = 640           # the longest test problem (a 6-digit x*b=c) has ~610 tokens
 batch_size = 64
 gradient_accumulation_steps = 8
 learning_rate = 6e-4

@@ -6,7 +6,8 @@ data_dir = 'data/tiny'
 n_layer = 2
 n_head = 2
 n_embd = 64
-block_size = 128              # the longest document of data/tiny has 98 tokens
+block_size = 320              # the longest test problem of data/tiny (a 4-digit x*b=c) has ~300 tokens
+window = 192                  # the longest training document has 172
 batch_size = 16
 max_iters = 200
 eval_interval = 50

@@ -14,7 +14,7 @@ import sys  # noqa: E402
 import pytest  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY_MODEL = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--batch_size=8", "--block_size=128",
+TINY_MODEL = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--batch_size=8", "--block_size=320", "--window=192",
               "--eval_iters=2", "--log_interval=1", "--device=cpu", "--dtype=float32"]
 
 

@@ -150,7 +150,7 @@ def test_bare_answers_and_unknown_prompts_get_places_without_error():
 
 def coupled_model():
     torch.manual_seed(0)
-    return GPT(GPTConfig(block_size=96, vocab_size=TOK.vocab_size, n_layer=2, n_head=2, n_embd=32,
+    return GPT(GPTConfig(block_size=192, vocab_size=TOK.vocab_size, n_layer=2, n_head=2, n_embd=32,
                          pos="coupled")).eval()
 
 

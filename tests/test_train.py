@@ -158,7 +158,9 @@ def test_bad_inputs_are_one_line_errors(data_dir, tmp_path):
     ("--batch_size=-1", "config error: batch_size must be >= 1, got -1"),
     ("--eval_interval=0", "config error: eval_interval must be >= 1, got 0"),
     ("--device=None", "config error (--device=None): device cannot be None; its default is 'auto'"),
-    ("--block_size=32", "block_size=32 cuts the longest training documents (98 tokens"),
+    ("--window=0", "config error: window must be >= 1, got 0"),
+    ("--window=32", "window=32 cuts the longest training documents (172 tokens"),
+    ("--window=400", "window=400 is longer than the model's block_size 320"),
 ])
 def test_settings_that_would_train_nonsense_are_one_line_errors(data_dir, tmp_path, monkeypatch, arg, message):
     error = one_line_error("train_pretrain", monkeypatch, f"--data_dir={data_dir}", f"--out_dir={tmp_path}",
