@@ -54,7 +54,7 @@ stage pairs    python generate_pairs.py config/data_$size.py --policy=$out/sft/c
 stage dpo      python train_dpo.py config/dpo_$size.py --overwrite=True
 stage grpo     python train_grpo.py config/grpo_$size.py --init_from=$out/dpo/ckpt.pt --overwrite=True
 CKPTS=$out/pretrain/ckpt.pt,$out/sft/ckpt.pt,$out/dpo/ckpt.pt,$out/grpo/ckpt.pt
-# 500 problems per type of each test set, 50 per type and length: four checkpoints' evaluations take ~2.5 minutes
+# 500 problems per type of each test set, 50 per type and length: four checkpoints' evaluations take ~5.5 minutes
 stage eval     python eval.py config/eval_$size.py --ckpt=$CKPTS --n_per_type=$n --out_dir=$out/eval
 stage eval_uniform python eval.py config/eval_$size.py --ckpt=$CKPTS --source=test_uniform --n_per_type=$n \
                    --out_dir=$out/eval_uniform
