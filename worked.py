@@ -38,8 +38,8 @@ and the answer is the run read backwards (`1023` from `|3201`), without its lead
   tasks). A step whose quotient digit is 0 only restates the current number (`12-0*47=12`).
 
 slip=(k, delta) adds delta to the result of the k-th column step (in division, to the k-th step's quotient
-digit, whose columns stay right) and carries the error on through the later steps: that is how corrupted-step negatives are made. Compare steps
-are not column steps.
+digit, whose columns stay right) and carries the error on through the later steps: that is how
+corrupted-step negatives are made. Compare steps are not column steps.
 """
 import math
 import re

@@ -3,7 +3,8 @@
 out_dir = 'out/words_pretrain'
 data_dir = 'data/words'
 block_size = 256           # a story and its solution take at most 213 tokens; 512 (GSM8K's 2-shot prompts) was
-window = 256               # 1.55x slower a token
+                           # 1.55x slower a token
+window = 256               # training rows as long as the context
 batch_size = 64
 pos = 'rope'               # digit places (pos='coupled') are for operands that grow; stories' numbers do not
 max_iters = 400
