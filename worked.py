@@ -155,9 +155,9 @@ def div_steps(a, b, slip=None):
         cur = 10 * r + int(c)
         q, r = divmod(cur, b)
         step = div_step(cur, b, q)
-        q = _slipped(q, k, slip)                     # a wrong quotient digit; the columns stay right
-        steps.append(re.sub(r"^(\d+)-\d+", lambda m: f"{m.group(1)}-{q}", step))
-        quotient.append(q)
+        written = _slipped(q, k, slip)               # a wrong quotient digit; the columns stay right
+        steps.append(f"{cur}-{written}{step[len(f'{cur}-{q}'):]}")
+        quotient.append(written)
     return ",".join(steps), [d for q in reversed(quotient) for d in digits_of(q)]
 
 
