@@ -36,7 +36,7 @@ import torch
 from common import (setup, load_checkpoint, model_from_checkpoint, check_data, read_problems, read_meta,
                     length_table, markdown_table, percent)
 from batches import pack_rows, segment_mask
-from scoring import bootstrap_ci, completion_token_hits, majority_correct, pass_at_k
+from scoring import bootstrap_ci, completion_token_hits, group_metrics, length_metrics, majority_correct, pass_at_k
 from generation import check_prompt, complete, encode_example
 from configurator import configure
 import gsm8k
@@ -220,37 +220,6 @@ def sampled_metrics(model, tok, problems, rt, n, room, batch_size, temperature, 
             metrics[f"pass@{k}"][i] = pass_at_k(n, c, k)
         metrics[f"maj@{n}"][i] = majority_correct(samples, p.answer)
     return metrics
-
-
-def group_metrics(sel, per_item, graded, seed):
-    """Summary of the items selected by the boolean mask sel (lengths in tokens, rates in [0, 1])."""
-    worked = per_item["worked_len"][sel]
-    worked = worked[~np.isnan(worked)]
-    out = {"n": int(sel.sum()), "format_rate": float(per_item["canonical"][sel].mean()),
-           "completion_len": float(per_item["completion_len"][sel].mean()),
-           "worked_len": float(worked.mean()) if worked.size else None}
-    if graded:
-        correct = per_item["correct"][sel]
-        total = per_item["token_total"][sel].sum()
-        out |= {"acc": float(correct.mean()), "ci": bootstrap_ci(correct, seed=seed),
-                "token_acc": float(per_item["token_hits"][sel].sum() / total) if total else None}
-        out |= {k: float(v[sel].mean()) for k, v in per_item.items() if k.startswith(("pass@", "maj@"))}
-    return out
-
-
-def length_metrics(problems, correct, seed):
-    """{task type or "overall": {length: {n, acc, ci}}}: accuracy by length (tasks.problem_length) of the
-    arithmetic problems (a word problem has no operand length)."""
-    by = {}
-    for p, right in zip(problems, correct):
-        if isinstance(p, Problem) and p.type in TASK_TYPES:
-            by.setdefault(p.type, {}).setdefault(problem_length(p), []).append(right)
-    by["overall"] = {}
-    for lengths in list(by.values())[:-1]:
-        for n, v in lengths.items():
-            by["overall"].setdefault(n, []).extend(v)
-    return {g: {str(n): {"n": len(v), "acc": float(np.mean(v)), "ci": bootstrap_ci(v, seed=seed)}   # str: as JSON
-                for n, v in sorted(lengths.items())} for g, lengths in by.items()}
 
 
 def transcripts(tok, items, texts, ids, logprobs, n):

@@ -1,6 +1,7 @@
 """
 How eval.py scores a model: percentile-bootstrap CIs (a paired CI is the same bootstrap of a difference),
-pass@k and maj@k from samples, and teacher-forced token accuracy on packed rows.
+pass@k and maj@k from samples, teacher-forced token accuracy on packed rows, and the per-item scores summed
+up per group and per length.
 """
 from collections import Counter
 
@@ -8,6 +9,7 @@ import numpy as np
 import torch
 
 import gsm8k
+from tasks import TASK_TYPES, Problem, problem_length
 
 
 def bootstrap_ci(values, n_boot=1000, seed=0):
@@ -49,3 +51,34 @@ def completion_token_hits(logits, idx, completion_mask, segment, n_examples):
     owner = segment[:, 1:][mask]                                  # a completion token's example, never a neighbour's
     hits = torch.zeros(n_examples, dtype=torch.long, device=idx.device).index_add_(0, owner, right.long())
     return hits, torch.bincount(owner, minlength=n_examples)
+
+
+def group_metrics(sel, per_item, graded, seed):
+    """Summary of the items selected by the boolean mask sel (lengths in tokens, rates in [0, 1])."""
+    worked = per_item["worked_len"][sel]
+    worked = worked[~np.isnan(worked)]
+    out = {"n": int(sel.sum()), "format_rate": float(per_item["canonical"][sel].mean()),
+           "completion_len": float(per_item["completion_len"][sel].mean()),
+           "worked_len": float(worked.mean()) if worked.size else None}
+    if graded:
+        correct = per_item["correct"][sel]
+        total = per_item["token_total"][sel].sum()
+        out |= {"acc": float(correct.mean()), "ci": bootstrap_ci(correct, seed=seed),
+                "token_acc": float(per_item["token_hits"][sel].sum() / total) if total else None}
+        out |= {k: float(v[sel].mean()) for k, v in per_item.items() if k.startswith(("pass@", "maj@"))}
+    return out
+
+
+def length_metrics(problems, correct, seed):
+    """{task type or "overall": {length: {n, acc, ci}}}: accuracy by length (tasks.problem_length) of the
+    arithmetic problems (a word problem has no operand length)."""
+    by = {}
+    for p, right in zip(problems, correct):
+        if isinstance(p, Problem) and p.type in TASK_TYPES:
+            by.setdefault(p.type, {}).setdefault(problem_length(p), []).append(right)
+    by["overall"] = {}
+    for lengths in list(by.values())[:-1]:
+        for n, v in lengths.items():
+            by["overall"].setdefault(n, []).extend(v)
+    return {g: {str(n): {"n": len(v), "acc": float(np.mean(v)), "ci": bootstrap_ci(v, seed=seed)}   # str: as JSON
+                for n, v in sorted(lengths.items())} for g, lengths in by.items()}
