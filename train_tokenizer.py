@@ -1,7 +1,8 @@
 """
 Train a BPE tokenizer for word problems: learn merges in Python here, run them in tiktoken (as nanochat does).
 
-$ python train_tokenizer.py                        # GSM8K train + 20k stories -> data/tokenizers/words.json
+$ python train_tokenizer.py                        # GSM8K's train split -> data/tokenizers/words.json
+$ python train_tokenizer.py --n_stories=20000      # and 20k synthetic stories (words.py): worse, README
 $ python train_tokenizer.py --vocab_size=4096 --out=data/tokenizers/words4k.json
 
 then use it anywhere a tokenizer is named: `--tokenizer=bpe:data/tokenizers/words.json`.
@@ -38,7 +39,9 @@ PATTERN = (r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}| ?[^\s\p{L}
 out = 'data/tokenizers/words.json'   # data/ is git-ignored: the file is an artifact, seconds to rebuild
 vocab_size = 2048                    # every id: the 256 bytes + the merged tokens + the 4 special tokens
 gsm8k_file = 'vendor/gsm8k/train.jsonl'
-n_stories = 20000                    # synthetic word problems from words.py, added to GSM8K
+n_stories = 0                        # synthetic stories (words.py) added to GSM8K: with 20,000, every training
+                                     # object became one token and the test's unseen ones 1-4 tokens, which the
+                                     # model misread (README: Word problems, The tokenizer)
 seed = 1337                          # of the stories
 eval_file = 'vendor/gsm8k/test.jsonl'  # the bytes-per-token table is measured on these problems
 overwrite = False

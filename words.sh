@@ -16,6 +16,7 @@ stage() {   # stage NAME COMMAND...: run it and say how long it took
     echo "== $name: $((SECONDS - start)) s"
 }
 
+stage machine   python report.py --out_root=out/eval_words --measure=True   # its matmul GFLOP/s, to compare times
 stage tokenizer python train_tokenizer.py --overwrite=True
 stage data      python generate_pairs.py config/data_words.py
 stage pretrain  python train_pretrain.py config/pretrain_words.py --overwrite=True

@@ -5,4 +5,4 @@
 out_dir = 'out/eval_words'
 data_dir = 'data/words'
 ckpt = 'out/words_pretrain/ckpt.pt,out/words_sft/ckpt.pt'
-max_new_tokens = 160
+max_new_tokens = 140
