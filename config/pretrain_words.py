@@ -9,4 +9,4 @@ batch_size = 64
 pos = 'rope'               # digit places (pos='coupled') are for operands that grow; stories' numbers do not
 max_iters = 400
 eval_interval = 400
-zero_unused = True         # the BPE's ids that no story uses (1,446 of 2,048) read as nothing: README, Word problems
+zero_unused = True         # the BPE's ids that no story uses read as nothing: README, Word problems
