@@ -13,6 +13,9 @@ A word-problem checkpoint (family 'words' or 'gsm8k': README, Word problems) tak
 runs it as it trained, "Question: ...\nAnswer:"; its answer is extracted but cannot be checked:
 
     python sample.py --ckpt=out/words_sft/ckpt.pt --prompt="Mia has 12 apples. She buys 5 more. How many apples does Mia have now?"
+
+GSM8K's calculator writes the result of each `<<12+5=` the model opens (`--calculator=exact`, the default, as
+the README measures word problems); `--calculator=` leaves the arithmetic to the model.
 """
 import re
 from contextlib import nullcontext
@@ -22,7 +25,7 @@ import torch
 import gsm8k
 from common import setup, load_checkpoint, model_from_checkpoint
 from configurator import configure
-from generation import KVCache, sample_next
+from generation import KVCache, sample_next, token_tool
 from places import PlaceTracker
 from tasks import extract_answer, is_correct, normalize_prompt, not_a_task, outside_box, parse_prompt
 from tokenizer import get_tokenizer, token_label
@@ -34,7 +37,9 @@ max_new_tokens = 600        # at most (a 6-digit x*b=c has ~580); a long prompt 
 temperature = 0.0           # 0 is greedy
 top_k = 0                   # 0: all tokens
 top_p = 1.0
-show_tokens = False         # print every token as text(id, p=probability)
+show_tokens = False         # print every token as text(id, p=probability); the calculator's as text(id, forced)
+calculator = "exact"        # word problems: "exact" fills each <<a op b= with its result (gsm8k.calculator_fill);
+                            # "" lets the model compute it. Arithmetic prompts open no annotation
 merge_lora = True           # an adapter checkpoint (lora.py): fold the adapters into its base; False keeps them apart
 device = "auto"
 dtype = "auto"
@@ -44,25 +49,35 @@ seed = 1337
 
 @torch.no_grad()
 def stream(model, ids, max_new_tokens, temperature=0.0, top_k=0, top_p=1.0, stop_id=None, generator=None,
-           autocast=nullcontext(), tracker=None):
+           autocast=nullcontext(), tracker=None, tool=None):
     """Yields (token id, probability) as each token is sampled. The prompt goes through the model once;
     after that each step feeds only the newest token, which attends to the keys and values of all the
     earlier ones kept in the KV cache. The probability is under the temperature-scaled distribution.
-    A pos='coupled' model needs tracker, a places.PlaceTracker of the prompt: it gives each token's place."""
+    A pos='coupled' model needs tracker, a places.PlaceTracker of the prompt: it gives each token's place.
+    tool(0, generated ids) (generation.token_tool's form, for the one row) may return ids to write next instead
+    of the model (a calculator's result): they go through the model like sampled ones, yielded with probability
+    None."""
     dev = next(model.parameters()).device
     cache = KVCache(model.config.n_layer, len(ids) + max_new_tokens)
     x = torch.tensor([ids], device=dev)                          # (1, T)
     positions = attn_mask = None                                 # the prompt: plain causal attention from 0
     places = torch.tensor([tracker.prompt], device=dev) if tracker else None   # (1, T, 2)
+    generated, forced = [], []
     for _ in range(max_new_tokens):
         with autocast:
             logits, _ = model(x, positions=positions, attn_mask=attn_mask, kv_cache=cache, places=places)
-        logits = logits[:, -1].float()                           # (1, vocab)
-        next_id = sample_next(logits, temperature, top_k, top_p, generator)  # (1,)
-        prob = (logits / (temperature or 1.0)).softmax(dim=-1)[0, next_id].item()
+        if forced:
+            next_id, prob = torch.tensor([forced.pop(0)], device=dev), None
+        else:
+            logits = logits[:, -1].float()                       # (1, vocab)
+            next_id = sample_next(logits, temperature, top_k, top_p, generator)  # (1,)
+            prob = (logits / (temperature or 1.0)).softmax(dim=-1)[0, next_id].item()
         yield next_id.item(), prob
         if next_id.item() == stop_id:
             return
+        generated.append(next_id.item())
+        if tool and prob is not None:
+            forced = list(tool(0, generated) or ())
         # the new token sits at position cache.pos and may see every cached position and itself
         x = next_id[:, None]                                     # (1, 1)
         positions = torch.tensor([[cache.pos]], device=dev)      # (1, 1)
@@ -99,8 +114,9 @@ def complete_prompt(model, tok, text, rt, generator, box, words=False):
     print(text, end="", flush=True)
     generated = []
     tracker = PlaceTracker(tok, ids) if model.config.pos == "coupled" else None
+    tool = token_tool(tok, gsm8k.calculator_fill) if calculator == "exact" else None
     for token_id, prob in stream(model, ids, room, temperature, top_k, top_p, tok.end_id, generator, rt.autocast,
-                                 tracker):
+                                 tracker, tool):
         generated.append(token_id)
         piece = tok.decode_tokens([token_id])[0]
         print(" " + token_label(piece, token_id, prob) if show_tokens else piece, end="", flush=True)

@@ -56,8 +56,9 @@ class Tokenizer:
 
 
 def token_label(text, token_id, prob):
-    """text(id, p=0.97); control characters escaped, so that a stray newline cannot break the line."""
-    return f"{text.encode('unicode_escape').decode('ascii')}({token_id}, p={prob:.2f})"
+    """text(id, p=0.97), or text(id, forced) for prob None (a tool wrote it); control characters escaped, so that
+    a stray newline cannot break the line."""
+    return f"{text.encode('unicode_escape').decode('ascii')}({token_id}, {'forced' if prob is None else f'p={prob:.2f}'})"
 
 
 def _math_encoding():

@@ -51,6 +51,21 @@ def test_stream_stops_at_the_stop_token():
     assert [t for t, _ in stream(model, ids, 5, stop_id=first)] == [first]
 
 
+def test_stream_writes_what_the_tool_forces_and_feeds_it_to_the_model():
+    """A calculator's ids come out with probability None, and the model continues after them as if it had
+    written them: the same tokens as generating from the prompt with the forced ids appended."""
+    model = tiny_model()
+    ids = TOK.encode("1+1=?")
+    forced = TOK.encode("42")
+    tool = lambda row, generated: forced if len(generated) == 1 else None   # after the first sampled token
+    streamed = list(stream(model, ids, 6, tool=tool))
+    first = streamed[0][0]
+    assert [t for t, _ in streamed[1:3]] == forced and [p for _, p in streamed[1:3]] == [None, None]
+    rest = [t for t, _ in stream(model, ids + [first] + forced, 3)]
+    assert [t for t, _ in streamed[3:]] == rest
+    assert all(p is not None for _, p in streamed[3:])
+
+
 @pytest.mark.parametrize("text, message", [
     ("", "empty prompt"),
     ("what is 2+2", "unexpected character(s) 'ahistw'"),
