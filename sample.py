@@ -155,6 +155,8 @@ def interactive(model, tok, rt, generator, box, banner, words):
 
 def main():
     configure(globals())
+    if calculator not in ("exact", ""):
+        raise SystemExit(f"config error: calculator must be 'exact' or '' (none), got {calculator!r}")
     rt = setup(device, dtype, seed)
     checkpoint = load_checkpoint(ckpt, rt.device)
     tok = get_tokenizer(checkpoint["tokenizer"])

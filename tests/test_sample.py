@@ -160,3 +160,8 @@ def test_a_completion_cut_at_block_size_says_so(ckpt):
 def test_top_k_below_zero_is_a_one_line_error(ckpt):
     r = run_sample(ckpt, "--top_k=-3")
     assert r.returncode == 1 and r.stderr.strip() == "config error: top_k must be >= 0, got -3"
+
+
+def test_unknown_calculator_is_a_one_line_error(ckpt):
+    r = run_sample(ckpt, "--calculator=checkpoint.pt")
+    assert r.returncode == 1 and r.stderr.strip() == "config error: calculator must be 'exact' or '' (none), got 'checkpoint.pt'"
