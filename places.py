@@ -143,9 +143,14 @@ class PlaceTracker:
 
 
 def completion_places(tok, prompt_ids, completion_ids):
-    """(place, local position) of every token of a prompt followed by a completion (token ids)."""
-    tracker = PlaceTracker(tok, prompt_ids)
-    return tracker.prompt + [tracker.push(i) for i in completion_ids]
+    """(place, local position) of every token of a prompt followed by a completion (token ids). A prompt that
+    runs on into the worked solution (a Step-DPO pair's prompt holds the steps both sides share) is tracked
+    from its <think> on, as those tokens were written: read as a question, its steps would get places no
+    generation ever gives them."""
+    ids, strings = prompt_ids + completion_ids, token_strings(tok)
+    question = next((j for j, i in enumerate(prompt_ids) if strings[i] == THINK), len(prompt_ids))
+    tracker = PlaceTracker(tok, ids[:question])
+    return tracker.prompt + [tracker.push(i) for i in ids[question:]]
 
 
 def document_places(tok, ids):

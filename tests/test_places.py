@@ -6,7 +6,7 @@ import torch
 
 from generation import generate
 from model import GPT, GPTConfig, token_logprobs
-from places import PlaceTracker, document_places, stream_places
+from places import PlaceTracker, completion_places, document_places, stream_places
 from tasks import TASK_TYPES, completion, length_cells, make_problem, parse_prompt
 from tokenizer import END_THINK, THINK, get_tokenizer
 
@@ -136,6 +136,23 @@ def test_a_tracker_token_by_token_equals_the_whole_stream():
         tracker = PlaceTracker(TOK, prompt)
         one_by_one += tracker.prompt + [tracker.push(i) for i in rest]
     assert whole == one_by_one
+
+
+def test_a_prompt_that_holds_shared_steps_keeps_the_places_they_were_written_at():
+    """A Step-DPO pair's prompt is the question and the steps both sides share: its steps must sit where the
+    model wrote them, not be read as more question (until this was fixed, every step pair of a coupled model
+    was trained at places no generation gives)."""
+    from generate_pairs import first_wrong_step
+    for prompt in ("3456+6789=?", "808-814=?", "1222/47=?", "345*67=?", "x*7=2415, x=?"):
+        p = parse_prompt(prompt)
+        right = completion(p)
+        whole = completion_places(TOK, TOK.encode(p.prompt), TOK.encode(right))
+        wrong = right[:right.index(",") + 1] + "9" + right[right.index(",") + 2:]   # the second step slips
+        step_prompt, chosen, _ = first_wrong_step(p.prompt, right, wrong)
+        assert step_prompt == p.prompt + right[:right.index(",") + 1]
+        prefix = TOK.encode(step_prompt)
+        split = completion_places(TOK, prefix, TOK.encode(chosen))
+        assert split == whole[:len(split)] and len(prefix) > len(TOK.encode(p.prompt)) + 1
 
 
 def test_bare_answers_and_unknown_prompts_get_places_without_error():
