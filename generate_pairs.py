@@ -255,6 +255,23 @@ def first_wrong_step(prompt, chosen, rejected):
     return prompt + chosen[:cut], step(chosen), step(rejected)
 
 
+def sample_pairs(row, group, cut, chosen_side):
+    """The pair one prompt's samples give, as a list (empty or one): its first wrong sample, cut at the first
+    wrong step (cut='step') or whole ('completion'), against the model's own right sample, which, the format
+    being deterministic, is the reference completion token for token (a sample with the right answer can
+    still have wrong steps: that is not the reference, and is neither side); with no right sample, against
+    the reference (chosen_side='reference') or no pair ('own')."""
+    own_right = row["completion"] in group
+    wrong = [s for s in group if not is_correct(s, row["A"])]
+    if not wrong or not (own_right or chosen_side == "reference"):
+        return []
+    prompt, chosen, rejected = row["prompt"], row["completion"], wrong[0]
+    if cut == "step":
+        prompt, chosen, rejected = first_wrong_step(prompt, chosen, rejected)
+    return [{"prompt": prompt, "chosen": chosen, "rejected": rejected, "Q": row["prompt"], "A": row["A"],
+             "type": row["type"], "negative": "policy" if own_right else "policy_vs_reference"}]
+
+
 def load_sampler(ckpt_path):
     """(data_dir, meta, runtime, model, tokenizer) of a checkpoint that will sample from this data."""
     from common import setup, load_checkpoint, model_from_checkpoint, check_data, read_meta
@@ -266,11 +283,14 @@ def load_sampler(ckpt_path):
     return data_dir, meta, rt, model_from_checkpoint(ckpt, rt.device), get_tokenizer(meta["tokenizer"])
 
 
+SLACK = 16   # a sample may run this many tokens past its reference: a right one follows the reference's steps
+
+
 def room(tok, model, prompts, references):
     """max_new_tokens for sampling: the longest reference and a wrong answer a little longer, within the
     model's block_size."""
     longest_prompt = max(len(tok.encode(p)) for p in prompts)
-    return min(max(len(tok.encode(r)) for r in references) + 16, model.config.block_size - longest_prompt)
+    return min(max(len(tok.encode(r)) for r in references) + SLACK, model.config.block_size - longest_prompt)
 
 
 def policy_rows(data_dir, meta, split, n_prompts):
@@ -294,9 +314,8 @@ def policy_rows(data_dir, meta, split, n_prompts):
 def mine_policy_pairs():
     """<policy_out>_{train,val}.jsonl: for every prompt where the policy got some sample wrong, one pair
     whose rejected side is its own wrong completion and whose chosen side is its own right one, or the
-    reference solution when it had none (the two are the same text; `negative` records which). These
-    are the mistakes the model actually makes, which is what DPO can fix; synthetic refusals mostly
-    teach it not to refuse."""
+    reference solution when it had none (sample_pairs). These are the mistakes the model actually makes,
+    which is what DPO can fix; synthetic refusals mostly teach it not to refuse."""
     import torch
     from generation import complete
     data_dir, meta, rt, model, tok = load_sampler(policy)
@@ -308,23 +327,15 @@ def mine_policy_pairs():
         rows = policy_rows(data_dir, meta, split, n_prompts)
         prompts = [r["prompt"] for r in rows for _ in range(policy_samples)]
         max_new_tokens = room(tok, model, prompts, [r["completion"] for r in rows])
+        limits = [min(max_new_tokens, len(tok.encode(r["completion"])) + SLACK)   # as GRPO's rollouts
+                  for r in rows for _ in range(policy_samples)]
         samples, _ = complete(model, tok, prompts, rt, max_new_tokens, temperature=policy_temperature,
-                              generator=torch.Generator(rt.device).manual_seed(seed))
+                              generator=torch.Generator(rt.device).manual_seed(seed), limits=limits)
         pairs, wrong_by_type = [], {}
         for i, r in enumerate(rows):
             group = samples[i * policy_samples:(i + 1) * policy_samples]
-            # a sample with the right answer can still have wrong steps; one with every step right is,
-            # the format being deterministic, exactly the reference completion
-            own_right = r["completion"] in group
-            wrong = [s for s in group if not is_correct(s, r["A"])]
-            wrong_by_type.setdefault(r["type"], []).append(len(wrong) / len(group))
-            if wrong and (own_right or policy_chosen == "reference"):
-                prompt, chosen, rejected = r["prompt"], r["completion"], wrong[0]
-                if policy_pairs == "step":
-                    prompt, chosen, rejected = first_wrong_step(prompt, chosen, rejected)
-                pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected,
-                              "Q": r["prompt"], "A": r["A"], "type": r["type"],
-                              "negative": "policy" if own_right else "policy_vs_reference"})
+            wrong_by_type.setdefault(r["type"], []).append(sum(not is_correct(s, r["A"]) for s in group) / len(group))
+            pairs += sample_pairs(r, group, policy_pairs, policy_chosen)
         path = os.path.join(data_dir, f"{policy_out}_{split}.jsonl")
         write_jsonl(path, pairs)
         rates = ", ".join(f"{t} {sum(v) / len(v):.1%}" for t, v in sorted(wrong_by_type.items()))

@@ -49,11 +49,12 @@ def check_prompt(tok, prompt, block_size):
 
 @torch.no_grad()
 def complete(model, tok, prompts, rt, max_new_tokens, batch_size=500, temperature=0.0, top_k=0, top_p=1.0,
-             generator=None, tools=None):
+             generator=None, tools=None, limits=None):
     """Completions of text prompts with the KV-cache engine, in batches. Returns the decoded completions
     (ending with <|end|> when the model stopped) and the per-batch Generation objects. tools(completion so
     far) -> text to force, or None, is asked after every token with '=' in it: where a calculator annotation
-    such as <<48/2= asks for its result (gsm8k.calculator_fill)."""
+    such as <<48/2= asks for its result (gsm8k.calculator_fill). limits: each prompt's own max_new_tokens
+    (generate's)."""
     model.eval()
     fill_ids, tool_ids = (token_tool(tok, tools), ids_containing(tok, "=")) if tools else (None, None)
     texts, generations = [], []
@@ -62,7 +63,7 @@ def complete(model, tok, prompts, rt, max_new_tokens, batch_size=500, temperatur
         with rt.autocast:
             gen = generate(model, batch, max_new_tokens, temperature, top_k, top_p, stop_ids=(tok.end_id,),
                            generator=generator, trackers=place_trackers(model, tok, batch), tools=fill_ids,
-                           tool_ids=tool_ids)
+                           tool_ids=tool_ids, limits=None if limits is None else limits[i:i + batch_size])
         texts += [tok.decode(ids) for ids in gen.token_lists()]
         generations.append(gen)
     return texts, generations

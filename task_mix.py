@@ -84,10 +84,13 @@ def edge_problems(box, lengths, n, held_out, rng):
 
 
 @torch.no_grad()
-def measure_edge(model, tok, rt, problems, samples, max_new_tokens, seed):
-    """{(type, length): [success rate of each problem]} from `samples` completions at temperature 1."""
+def measure_edge(model, tok, rt, problems, samples, max_new_tokens, seed, slack):
+    """{(type, length): [success rate of each problem]} from `samples` completions at temperature 1, each cut
+    slack tokens past its reference (rollout_limit): past the box a multiplying type's samples lose their
+    way and would otherwise run to max_new_tokens, the longest of them holding the batch."""
+    limits = [rollout_limit(tok, p, slack, max_new_tokens) for p in problems for _ in range(samples)]
     texts, _ = complete(model, tok, [p.prompt for p in problems for _ in range(samples)], rt, max_new_tokens,
-                        temperature=1.0, generator=torch.Generator(rt.device).manual_seed(seed))
+                        temperature=1.0, generator=torch.Generator(rt.device).manual_seed(seed), limits=limits)
     rates = {}
     for i, p in enumerate(problems):
         right = sum(is_correct(t, p.answer) for t in texts[i * samples:(i + 1) * samples])

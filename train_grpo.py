@@ -365,7 +365,7 @@ def measure_practice(model, tok, rt, task_digits, held_out, iter_num, log=None):
     longest = max(hi for digits in task_digits.values() for _, hi in digits)
     problems = edge_problems(task_digits, range(longest + 1, longest + 1 + edge_lengths), edge_per_length,
                              held_out, random.Random(f"{seed}-edge-{iter_num}"))
-    rates = measure_edge(model, tok, rt, problems, group_size, max_new_tokens, seed + iter_num)
+    rates = measure_edge(model, tok, rt, problems, group_size, max_new_tokens, seed + iter_num, rollout_slack)
     weights = edge_weights(rates, task_digits, group_size)
     if rt.master:
         print(f"step {iter_num}: the edge (sampled accuracy / share of informative groups, by length)\n"

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from generate_pairs import consistent, self_label_rows
+from generate_pairs import consistent, sample_pairs, self_label_rows
 from task_mix import edge_problems, edge_weights, informative, without_exhausted_cells
 from tasks import completion, length_cells, parse_prompt
 from tokenizer import END, END_THINK, THINK
@@ -69,6 +69,26 @@ def test_self_labels_need_a_majority_and_a_consistent_sample():
     assert rows[0]["completion"] == right and all(r["self"] for r in rows)
     rows, _ = self_label_rows(problems[:1], [right] * 3 + [slip] * 3 + [false_step] * 2, 8, 0.5)
     assert rows == []                                      # 3 of 8 agree: below the agreement
+
+
+def test_sample_pairs_cut_the_first_wrong_sample_at_its_first_wrong_step():
+    p = parse_prompt("345+678=?")
+    row = {"prompt": p.prompt, "completion": completion(p), "A": "1023", "type": p.type}
+    dropped_carry = canonical("5+8+0=13+0=13,4+7+0=11+0=11,3+6+1=9+1=10|3101", 1013)
+    first_step = canonical("5+8+0=12+0=12,4+7+1=11+1=12,3+6+1=9+1=10|2201", 1022)
+    right_answer_wrong_step = canonical("5+8+0=13+0=13,4+7+1=11+1=12,3+6+1=9+1=11|3201", 1023)
+    group = [right_answer_wrong_step, completion(p), dropped_carry, first_step]
+    pairs = sample_pairs(row, group, "step", "own")
+    assert [(r["prompt"], r["chosen"], r["rejected"]) for r in pairs] == [
+        ("345+678=?" + THINK + "5+8+0=13+0=13,", "4+7+1=11+1=12,", "4+7+0=11+0=11,")]   # the shared step moved
+    assert pairs[0]["negative"] == "policy" and pairs[0]["Q"] == "345+678=?" and pairs[0]["A"] == "1023"
+    whole = sample_pairs(row, group, "completion", "own")
+    assert [(r["prompt"], r["chosen"], r["rejected"]) for r in whole] == [("345+678=?", completion(p), dropped_carry)]
+    no_right = [right_answer_wrong_step, first_step]              # a right answer with a wrong step is neither side
+    assert sample_pairs(row, no_right, "step", "own") == []
+    assert [(r["chosen"], r["rejected"], r["negative"]) for r in sample_pairs(row, no_right, "step", "reference")] \
+        == [("5+8+0=13+0=13,", "5+8+0=12+0=12,", "policy_vs_reference")]
+    assert sample_pairs(row, [completion(p), right_answer_wrong_step], "step", "reference") == []   # nothing wrong
 
 
 def test_mined_and_self_labelled_problems_are_never_held_out(data_dir, pretrained):
