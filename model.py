@@ -103,6 +103,12 @@ def explicit_causal_attention(q, k, v, dropout_p=0.0, mask=None):
     return att @ v
 
 
+# A CPU decoding step in bf16 takes torch's fused attention kernel where the CPU has AMX tiles (Intel Sapphire
+# Rapids on): there it is ~2x the explicit ops, and without AMX (AVX512-BF16 only) 4-5x slower than them
+# (README: Benchmarks, Decoding on a CPU).
+CPU_AMX = torch.cpu.get_capabilities().get("amx_bf16", False)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config, layer_idx):
         super().__init__()
@@ -135,7 +141,8 @@ class CausalSelfAttention(nn.Module):
             # GPT.forward always passes a mask with a cache; the columns not written yet are never attended
             attn_mask = F.pad(attn_mask, (0, k.size(-2) - attn_mask.size(-1)), value=False)   # (B, 1, T, W)
         dropout_p = self.dropout if self.training else 0.0
-        if q.device.type == "cpu" and (q.dtype == torch.bfloat16 or kv_cache is not None):
+        explicit = q.device.type == "cpu" and (q.dtype == torch.bfloat16 or kv_cache is not None)
+        if explicit and not (kv_cache is not None and q.dtype == torch.bfloat16 and CPU_AMX):
             y = explicit_causal_attention(q, k, v, dropout_p, attn_mask)
         else:
             # training takes the fused causal path (flash attention on GPU); the engine passes its mask

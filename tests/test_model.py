@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+import model as model_module
 from generation import generate, sample_next
 from model import GPT, GPTConfig, token_logprobs, explicit_causal_attention
 
@@ -85,6 +86,20 @@ def test_explicit_attention_of_cached_queries_equals_the_fused_kernel(T):
     mask[0, :, :, :2] = False                                   # row 0 has two pad columns
     torch.testing.assert_close(explicit_causal_attention(q, k, v, mask=mask),
                                fused(q, k, v, attn_mask=mask, enable_gqa=True), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("amx", [False, True])
+def test_bf16_decoding_scores_its_tokens_as_an_fp32_forward_pass_on_either_attention_path(amx, monkeypatch):
+    # a cached bf16 decoding step takes the fused kernel on a CPU with AMX and the explicit ops elsewhere
+    # (model.CPU_AMX); both must score the padded rows' tokens as the fp32 model does, to bf16's precision
+    monkeypatch.setattr(model_module, "CPU_AMX", amx)
+    model = tiny(pos="rope")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        gen = generate(model, PROMPTS, 10, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    for i, prompt in enumerate(PROMPTS):
+        idx = torch.tensor([prompt + gen.token_lists()[i]])
+        logps = token_logprobs(model(idx)[0], idx)[0, len(prompt) - 1:]
+        assert torch.allclose(logps, gen.logprobs[i], atol=0.05), (amx, i)
 
 
 def test_bf16_training_loss_is_close_to_fp32():
