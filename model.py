@@ -104,8 +104,8 @@ def explicit_causal_attention(q, k, v, dropout_p=0.0, mask=None):
 
 
 # A CPU decoding step in bf16 takes torch's fused attention kernel where the CPU has AMX tiles (Intel Sapphire
-# Rapids on): there it is ~2x the explicit ops, and without AMX (AVX512-BF16 only) 4-5x slower than them
-# (README: Benchmarks, Decoding on a CPU).
+# Rapids on), which make it the faster one; without them (AVX512-BF16 only) the explicit ops are faster
+# (README: Benchmarks, Decoding on a CPU, has the measurements).
 CPU_AMX = torch.cpu.get_capabilities().get("amx_bf16", False)
 
 
