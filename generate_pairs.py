@@ -38,8 +38,8 @@ from configurator import configure
 # only functions are imported by name: an imported string or tuple would become a config key
 from places import stream_places
 from tasks import (column_steps, completion, extract_answer, format_completion, has_canonical_format, is_correct,
-                   length_problems, other_answers, problem_length, sample_problems, solve, validate_task_digits,
-                   worked_solution)
+                   length_problems, other_answers, problem_from_row, problem_length, sample_problems, solve,
+                   validate_task_digits, worked_solution)
 from tokenizer import END_THINK, THINK, get_tokenizer
 from worked import column_and_carry, is_true, split_steps
 
@@ -286,11 +286,13 @@ def load_sampler(ckpt_path):
 SLACK = 16   # a sample may run this many tokens past its reference: a right one follows the reference's steps
 
 
-def room(tok, model, prompts, references):
-    """max_new_tokens for sampling: the longest reference and a wrong answer a little longer, within the
-    model's block_size."""
-    longest_prompt = max(len(tok.encode(p)) for p in prompts)
-    return min(max(len(tok.encode(r)) for r in references) + SLACK, model.config.block_size - longest_prompt)
+def room(tok, model, problems):
+    """(each problem's own max_new_tokens, the longest of them) for sampling: its reference and a wrong answer
+    SLACK tokens longer (task_mix.rollout_limit, as GRPO's rollouts), within the model's block_size."""
+    from task_mix import rollout_limit
+    cap = model.config.block_size - max(len(tok.encode(p.prompt)) for p in problems)
+    limits = [rollout_limit(tok, p, SLACK, cap) for p in problems]
+    return limits, max(limits)
 
 
 def policy_rows(data_dir, meta, split, n_prompts):
@@ -326,11 +328,10 @@ def mine_policy_pairs():
     for split, n_prompts in (("train", policy_prompts), ("val", max(1, policy_prompts // 10))):
         rows = policy_rows(data_dir, meta, split, n_prompts)
         prompts = [r["prompt"] for r in rows for _ in range(policy_samples)]
-        max_new_tokens = room(tok, model, prompts, [r["completion"] for r in rows])
-        limits = [min(max_new_tokens, len(tok.encode(r["completion"])) + SLACK)   # as GRPO's rollouts
-                  for r in rows for _ in range(policy_samples)]
+        limits, max_new_tokens = room(tok, model, [problem_from_row(r) for r in rows])
         samples, _ = complete(model, tok, prompts, rt, max_new_tokens, temperature=policy_temperature,
-                              generator=torch.Generator(rt.device).manual_seed(seed), limits=limits)
+                              generator=torch.Generator(rt.device).manual_seed(seed),
+                              limits=[n for n in limits for _ in range(policy_samples)])
         pairs, wrong_by_type = [], {}
         for i, r in enumerate(rows):
             group = samples[i * policy_samples:(i + 1) * policy_samples]
@@ -393,7 +394,7 @@ def self_improvement_data():
     held_out = {p.prompt for p in held_out_problems(data_dir)}
     problems = length_problems(box, length, self_problems, random.Random(f"{seed}-self-{length}"), held_out)
     prompts = [p.prompt for p in problems for _ in range(self_samples)]
-    texts, _ = complete(model, tok, prompts, rt, room(tok, model, prompts, [completion(p) for p in problems]),
+    texts, _ = complete(model, tok, prompts, rt, room(tok, model, problems)[1],
                         temperature=1.0, generator=torch.Generator(rt.device).manual_seed(seed))
     rows, right = self_label_rows(problems, texts, self_samples, self_agreement)
     path = os.path.join(data_dir, f"sft_self_{length}.jsonl")
