@@ -107,9 +107,9 @@ def data_overview(data_dir):
 
 
 def loss_curves(out_dirs):
-    """Training and validation loss against iteration, one panel per run ({name: out_dir}). Pretraining
-    scores every token and SFT only the completion tokens, so the two losses are different quantities and
-    get separate axes."""
+    """Training and validation loss against iteration, one panel per run ({name: out_dir}), each on its own axes:
+    pretraining scores windows of several problems (and with prompt_loss=True their random operands too), SFT
+    each problem's completion."""
     fig, axes = new_figure(1, len(out_dirs), 5, 3.6)
     for ax, (name, out_dir) in zip(axes[0], out_dirs.items()):
         rows = read_log(out_dir)

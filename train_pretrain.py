@@ -12,7 +12,8 @@ import time
 import numpy as np
 import torch
 
-from batches import batch_rng, document_mask, document_starts, get_batch, read_tokens, unused_token_ids
+from batches import (batch_rng, document_mask, document_starts, get_batch, question_token, read_tokens,
+                     unused_token_ids)
 from common import (setup, wrap_model, teardown, sync_context, check_grad_accum, get_lr, optimizer_step,
                     peak_flops, save_checkpoint, start_model, checkpoint_payload, check_out_dir, check_data,
                     MetricsLog, read_meta, zero_unused_tokens)
@@ -64,18 +65,22 @@ device = "auto"
 dtype = "auto"
 compile = False
 seed = 1337
+prompt_loss = False         # False: only the worked solution and answer are scored, not the prompt's random operands
+                            # (arithmetic data; word stories keep their questions scored: README, Pretraining)
 # -----------------------------------------------------------------------------
 
 
 @torch.no_grad()
-def estimate_loss(model, splits, rt, eval_iters, batch_size, window, seed, eot_id):
-    """Mean loss over eval_iters batches of each split; the same batches at every evaluation."""
+def estimate_loss(model, splits, rt, eval_iters, batch_size, window, seed, eot_id, question_id):
+    """Mean loss over eval_iters batches of each split, scored as training scores them; the same batches at
+    every evaluation."""
     model.eval()
     out = {}
     for name, stream in splits.items():
         losses = []
         for k in range(eval_iters):
-            x, y, places = get_batch(*stream, batch_size, window, np.random.default_rng([seed, 99, k]), rt.device)
+            x, y, places = get_batch(*stream, batch_size, window, np.random.default_rng([seed, 99, k]), rt.device,
+                                     eot_id, question_id)
             with rt.autocast:
                 _, loss = model(x, y, places=places, attn_mask=document_mask(x, eot_id))
             losses.append(loss.item())
@@ -119,11 +124,17 @@ def main():
     if longest > window + 1:
         raise SystemExit(f"window={window} cuts the longest training documents ({longest} tokens, {data_dir}/"
                          f"meta.json): no window would hold a whole worked problem; use window >= {longest - 1}")
-    eot_id = get_tokenizer(meta["tokenizer"]).eot_id
+    tok = get_tokenizer(meta["tokenizer"])
+    eot_id = tok.eot_id
     splits = {}
     for split in ("train", "val"):
         data = read_tokens(data_dir, split)
         splits[split] = (data, read_tokens(data_dir, f"{split}_places"), document_starts(data, eot_id, window))
+    question_id = None if prompt_loss else question_token(tok, splits["train"][0], meta.get("family", "arithmetic"))
+    if not prompt_loss and question_id is None:
+        raise SystemExit(f"prompt_loss=False scores arithmetic documents from the '?' that ends their prompt; the "
+                         f"documents of {data_dir} are not all such (word stories, or a tokenizer that merges '?'): "
+                         f"use --prompt_loss=True")
     tokens_per_iter = accum * rt.world_size * batch_size * window
     if zero_unused:
         zero_unused_tokens(model, unused_token_ids(data_dir, model.config.vocab_size))
@@ -145,7 +156,8 @@ def main():
             if rt.master:
                 # the raw model: through the DDP wrapper a forward broadcasts buffers (RoPE's) from rank 0 to
                 # ranks that may have finished, and the final evaluation hangs or crashes
-                losses = estimate_loss(raw_model, splits, rt, eval_iters, batch_size, window, seed, eot_id)
+                losses = estimate_loss(raw_model, splits, rt, eval_iters, batch_size, window, seed, eot_id,
+                                       question_id)
                 print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
                 log.write(iter=iter_num, split="eval", train_loss=losses["train"], val_loss=losses["val"], lr=lr,
                           elapsed_s=time.time() - t_start)
@@ -160,7 +172,8 @@ def main():
 
         for micro_step in range(accum):
             x, y, places = get_batch(*splits["train"], batch_size, window,
-                                     batch_rng(seed, iter_num, rt.rank * accum + micro_step), rt.device)
+                                     batch_rng(seed, iter_num, rt.rank * accum + micro_step), rt.device,
+                                     eot_id, question_id)
             with sync_context(model, micro_step, accum), rt.autocast:
                 _, loss = model(x, y, places=places, attn_mask=document_mask(x, eot_id))
                 loss = loss / accum  # the gradient of the mean over the whole accumulated batch

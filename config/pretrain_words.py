@@ -9,4 +9,5 @@ batch_size = 64
 pos = 'rope'               # digit places (pos='coupled') are for operands that grow; stories' numbers do not
 max_iters = 400
 eval_interval = 400
+prompt_loss = True         # a story's question is text to learn, not random digits
 zero_unused = True         # the BPE's ids that no story uses read as nothing: README, Word problems
