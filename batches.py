@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from generation import encode_example
-from places import completion_places
+from places import completion_places, token_strings
 
 
 def read_tokens(data_dir, split):
@@ -37,39 +37,42 @@ def document_starts(data, eot_id, block_size):
     return starts[starts + block_size + 1 <= len(data)]
 
 
-def get_batch(data, places, starts, batch_size, block_size, rng, device, eot_id=None, question_id=None):
+def get_batch(data, places, starts, batch_size, block_size, rng, device, operands=None):
     """Windows of block_size+1 tokens that begin at a document start: x, y (x shifted by one) and the
     (place, local position) of x (B, T, 2). A window that began mid-problem would spend its first tokens on
-    an answer whose prompt it cannot see. With question_id (the '?' token) and eot_id, the targets that are
-    prompt tokens are -1 (prompt_targets)."""
+    an answer whose prompt it cannot see. With operands (operand_tokens), the targets that are a prompt's
+    digits are -1 (prompt_operands)."""
     ix = rng.choice(starts, size=batch_size)
     xy = torch.from_numpy(np.stack([data[i:i + block_size + 1] for i in ix]).astype(np.int64))
     x_places = torch.from_numpy(np.stack([places[i:i + block_size] for i in ix]).astype(np.int64))
-    y = xy[:, 1:] if question_id is None else torch.where(prompt_targets(xy, eot_id, question_id), -1, xy[:, 1:])
+    y = xy[:, 1:] if operands is None else torch.where(prompt_operands(xy, *operands), -1, xy[:, 1:])
     return xy[:, :-1].to(device), y.to(device), x_places.to(device)
 
 
-def question_token(tok, data, family):
-    """The id of '?', which ends the prompt of every arithmetic document, if data (a token stream of that
-    family) has one per document; else None (word stories, or a tokenizer that merges '?' into its neighbours)."""
+def operand_tokens(tok, data, family):
+    """(eot_id, the id of '?', the ids of digit tokens) for prompt_operands, if data (a token stream of that
+    family) is arithmetic with a '?' token ending every document's prompt; else None (word stories, or a
+    tokenizer that merges '?' into its neighbours)."""
     ids = tok.encode("?")
     if (family != "arithmetic" or len(ids) != 1
             or np.count_nonzero(data == ids[0]) < np.count_nonzero(data == tok.eot_id)):
         return None
-    return ids[0]
+    digits = torch.tensor([i for i, s in enumerate(token_strings(tok)) if s.isdigit()])
+    return tok.eot_id, ids[0], digits
 
 
-def prompt_targets(xy, eot_id, question_id):
-    """(B, T) bool: which targets of windows xy (B, T+1) that begin at a document are prompt tokens. A
-    document's prompt runs to its first '?' (as for its digit places: places.document_places); <|endoftext|>
-    ends the document and starts the next prompt. The prompt's operands are random digits: scored, they were
-    most of the pretraining loss and cost SFT accuracy (README: Pretraining)."""
+def prompt_operands(xy, eot_id, question_id, digit_ids):
+    """(B, T) bool: which targets of windows xy (B, T+1) that begin at a document are digits of a prompt: its
+    operands, random numbers no model can predict. A document's prompt runs to its first '?' (as for its digit
+    places: places.document_places); <|endoftext|> ends the document and starts the next prompt. The prompt's
+    other tokens (operator, '=', 'x', '?') stay scored: they tell which task the document is (README:
+    Pretraining)."""
     event = torch.where(xy == eot_id, 1, torch.where(xy == question_id, 2, 0))        # (B, T+1)
     at = torch.arange(xy.size(1)).expand_as(xy)
     last = torch.cummax(torch.where(event > 0, at, -1), dim=1).values               # last event at or before
     before = last[:, :-1]                                                           # (B, T): before target t+1
     in_answer = (before >= 0) & (event.gather(1, before.clamp(min=0)) == 2)        # a '?' came last
-    return ~in_answer & (xy[:, 1:] != eot_id)
+    return ~in_answer & torch.isin(xy[:, 1:], digit_ids)
 
 
 def document_mask(x, eot_id):

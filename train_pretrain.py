@@ -12,7 +12,7 @@ import time
 import numpy as np
 import torch
 
-from batches import (batch_rng, document_mask, document_starts, get_batch, question_token, read_tokens,
+from batches import (batch_rng, document_mask, document_starts, get_batch, operand_tokens, read_tokens,
                      unused_token_ids)
 from common import (setup, wrap_model, teardown, sync_context, check_grad_accum, get_lr, optimizer_step,
                     peak_flops, save_checkpoint, start_model, checkpoint_payload, check_out_dir, check_data,
@@ -65,13 +65,13 @@ device = "auto"
 dtype = "auto"
 compile = False
 seed = 1337
-prompt_loss = False         # False: only the worked solution and answer are scored, not the prompt's random operands
-                            # (arithmetic data; word stories keep their questions scored: README, Pretraining)
+prompt_loss = False         # False: a prompt's digits, its random operands, are not scored; its operator and the
+                            # worked solution are (arithmetic data; word stories are scored whole: README, Pretraining)
 # -----------------------------------------------------------------------------
 
 
 @torch.no_grad()
-def estimate_loss(model, splits, rt, eval_iters, batch_size, window, seed, eot_id, question_id):
+def estimate_loss(model, splits, rt, eval_iters, batch_size, window, seed, eot_id, operands):
     """Mean loss over eval_iters batches of each split, scored as training scores them; the same batches at
     every evaluation."""
     model.eval()
@@ -80,7 +80,7 @@ def estimate_loss(model, splits, rt, eval_iters, batch_size, window, seed, eot_i
         losses = []
         for k in range(eval_iters):
             x, y, places = get_batch(*stream, batch_size, window, np.random.default_rng([seed, 99, k]), rt.device,
-                                     eot_id, question_id)
+                                     operands)
             with rt.autocast:
                 _, loss = model(x, y, places=places, attn_mask=document_mask(x, eot_id))
             losses.append(loss.item())
@@ -130,9 +130,9 @@ def main():
     for split in ("train", "val"):
         data = read_tokens(data_dir, split)
         splits[split] = (data, read_tokens(data_dir, f"{split}_places"), document_starts(data, eot_id, window))
-    question_id = None if prompt_loss else question_token(tok, splits["train"][0], meta.get("family", "arithmetic"))
-    if not prompt_loss and question_id is None:
-        raise SystemExit(f"prompt_loss=False scores arithmetic documents from the '?' that ends their prompt; the "
+    operands = None if prompt_loss else operand_tokens(tok, splits["train"][0], meta.get("family", "arithmetic"))
+    if not prompt_loss and operands is None:
+        raise SystemExit(f"prompt_loss=False leaves out the operands of a prompt that ends at a '?'; the "
                          f"documents of {data_dir} are not all such (word stories, or a tokenizer that merges '?'): "
                          f"use --prompt_loss=True")
     tokens_per_iter = accum * rt.world_size * batch_size * window
@@ -157,7 +157,7 @@ def main():
                 # the raw model: through the DDP wrapper a forward broadcasts buffers (RoPE's) from rank 0 to
                 # ranks that may have finished, and the final evaluation hangs or crashes
                 losses = estimate_loss(raw_model, splits, rt, eval_iters, batch_size, window, seed, eot_id,
-                                       question_id)
+                                       operands)
                 print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
                 log.write(iter=iter_num, split="eval", train_loss=losses["train"], val_loss=losses["val"], lr=lr,
                           elapsed_s=time.time() - t_start)
@@ -173,7 +173,7 @@ def main():
         for micro_step in range(accum):
             x, y, places = get_batch(*splits["train"], batch_size, window,
                                      batch_rng(seed, iter_num, rt.rank * accum + micro_step), rt.device,
-                                     eot_id, question_id)
+                                     operands)
             with sync_context(model, micro_step, accum), rt.autocast:
                 _, loss = model(x, y, places=places, attn_mask=document_mask(x, eot_id))
                 loss = loss / accum  # the gradient of the mean over the whole accumulated batch

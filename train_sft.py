@@ -17,7 +17,7 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from batches import (batch_rng, document_mask, document_starts, get_batch, question_token, read_tokens,
+from batches import (batch_rng, document_mask, document_starts, get_batch, operand_tokens, read_tokens,
                      unused_token_ids, sft_batch)
 from common import (setup, wrap_model, teardown, sync_context, check_grad_accum, get_lr, optimizer_step,
                     save_checkpoint, start_model, checkpoint_payload, check_out_dir, check_data, MetricsLog,
@@ -85,15 +85,15 @@ def val_loss_by_type(model, examples, tok, block_size, rt):
 
 
 @torch.no_grad()
-def pretrain_val_loss(model, val_stream, window, rt, seed, eot_id, question_id, n_batches=10):
+def pretrain_val_loss(model, val_stream, window, rt, seed, eot_id, operands, n_batches=10):
     """Loss on the pretraining stream, in windows of `window` tokens: tracked so a fine-tuning run that forgets
-    it gets noticed. With question_id ('?'), arithmetic documents are scored from their '?' on, as pretraining
-    scores them by default: the prompt's random operands are nothing to forget."""
+    it gets noticed. With operands (batches.operand_tokens), a prompt's digits are not scored, as pretraining
+    scores the stream by default: random operands are nothing to forget."""
     model.eval()
     losses = []
     for k in range(n_batches):
         x, y, places = get_batch(*val_stream, 32, window, np.random.default_rng([seed, 7, k]), rt.device,
-                                 eot_id, question_id)
+                                 operands)
         with rt.autocast:
             losses.append(model(x, y, places=places, attn_mask=document_mask(x, eot_id))[1].item())
     model.train()
@@ -138,7 +138,7 @@ def main():
     # windows that hold the longest training document, not the whole context: a window's attention costs its square
     window = min(block, max(meta.get("max_document_tokens", {}).get("train", {}).values(), default=block))
     val_stream = (val_data, read_tokens(data_dir, "val_places"), document_starts(val_data, tok.eot_id, window))
-    question_id = question_token(tok, val_data, meta.get("family", "arithmetic"))
+    operands = operand_tokens(tok, val_data, meta.get("family", "arithmetic"))
     if zero_unused:
         zero_unused_tokens(model, unused_token_ids(data_dir, model.config.vocab_size))
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), rt.device_type)
@@ -151,7 +151,7 @@ def main():
     start_pretrain_loss = ckpt.get("start_pretrain_loss") if resuming else None
     tokens_seen = ckpt["tokens_seen"] if resuming else 0  # completion tokens trained on, across ranks
     if start_pretrain_loss is None:
-        start_pretrain_loss = pretrain_val_loss(raw_model, val_stream, window, rt, seed, tok.eot_id, question_id)
+        start_pretrain_loss = pretrain_val_loss(raw_model, val_stream, window, rt, seed, tok.eot_id, operands)
     if rt.master:
         print(f"{len(train):,} training examples ({train_files}), {describe(raw_model)}, "
               f"pretraining val loss at start {start_pretrain_loss:.4f}")
@@ -162,7 +162,7 @@ def main():
         if rt.master and (iter_num % eval_interval == 0 or iter_num == max_iters):
             losses = val_loss_by_type(raw_model, val, tok, block, rt)
             acc = greedy_accuracy(raw_model, tok, eval_problems, rt, max_new_tokens)
-            forget = pretrain_val_loss(raw_model, val_stream, window, rt, seed, tok.eot_id, question_id)
+            forget = pretrain_val_loss(raw_model, val_stream, window, rt, seed, tok.eot_id, operands)
             print(f"step {iter_num}: val loss {np.mean(list(losses.values())):.4f}, "
                   f"greedy accuracy {acc['overall']:.3f}, pretraining val loss {forget:.4f}")
             print("  " + ", ".join(f"{t} {a:.2f}" for t, a in acc.items() if t != "overall"))

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from tokenizer import get_tokenizer, THINK, END_THINK, END
 import numpy as np
 
-from batches import get_batch, question_token, sft_batch
+from batches import get_batch, operand_tokens, sft_batch
 from model import GPT, GPTConfig
 
 from conftest import ROOT, TINY_MODEL
@@ -102,7 +102,7 @@ def test_sft_batch_scores_only_completion_tokens():
     assert loss.item() == pytest.approx(torch.log(torch.tensor(float(tok.vocab_size))).item())
 
 
-def test_pretraining_batches_score_a_document_from_its_question_mark_on():
+def test_pretraining_batches_leave_out_the_digits_of_each_prompt():
     tok = get_tokenizer()
     docs = ["12+3=?", f"{THINK}2+3+0=5+0=5,1+0+0=1+0=1|51{END_THINK}15{END}", "7*8=?", f"56{END}"]
     ids = [i for prompt, completion in zip(docs[::2], docs[1::2])
@@ -110,20 +110,21 @@ def test_pretraining_batches_score_a_document_from_its_question_mark_on():
     stream = np.array(ids, dtype=np.uint16)
     places = np.zeros((len(ids), 2), dtype=np.uint16)
     window = len(ids) - 1
-    question = question_token(tok, stream, "arithmetic")
-    assert question == tok.encode("?")[0]
-    x, y, _ = get_batch(stream, places, np.array([0]), 1, window, np.random.default_rng(0), "cpu", tok.eot_id,
-                        question)
+    operands = operand_tokens(tok, stream, "arithmetic")
+    assert operands[:2] == (tok.eot_id, tok.encode("?")[0]) and sorted(operands[2].tolist()) == tok.encode("0123456789")
+    x, y, _ = get_batch(stream, places, np.array([0]), 1, window, np.random.default_rng(0), "cpu", operands)
     _, y_all, _ = get_batch(stream, places, np.array([0]), 1, window, np.random.default_rng(0), "cpu")
-    assert (y_all[0] == torch.tensor(ids[1:])).all()      # without question_id every next token is scored
-    # by hand: the targets of document 1 are '2+3=?' (masked), its completion and <|endoftext|> (scored); then
-    # document 2's prompt '7*8=?' (masked) and its bare answer, <|end|> and <|endoftext|> (scored)
-    first = len(tok.encode("12+3=?" + docs[1])) + 1
-    expected = [-1] * 5 + ids[6:first] + [-1] * 5 + ids[first + 5:]
+    assert (y_all[0] == torch.tensor(ids[1:])).all()      # without operands every next token is scored
+    # by hand: document 1's targets '2+3=?' lose their digits '2' and '3', its completion (digits too) and
+    # <|endoftext|> stay; document 2's prompt '7*8=?' loses '7' and '8', its bare answer '56' stays
+    expected = list(ids[1:])
+    first = len(tok.encode("12+3=?" + docs[1])) + 1                # where document 2 starts in ids
+    for i in (1, 3, first, first + 2):                            # '2', '3' of 12+3; '7', '8' of 7*8
+        expected[i - 1] = -1
     assert y[0].tolist() == expected
     # the prompt of every document ends at its '?': word stories and merged '?' have none to go by
-    assert question_token(tok, stream, "words") is None
-    assert question_token(tok, stream[stream != question], "arithmetic") is None
+    assert operand_tokens(tok, stream, "words") is None
+    assert operand_tokens(tok, stream[stream != operands[1]], "arithmetic") is None
 
 
 def test_prompt_loss_false_refuses_documents_without_a_question_mark(data_dir, tmp_path, monkeypatch):
@@ -133,7 +134,7 @@ def test_prompt_loss_false_refuses_documents_without_a_question_mark(data_dir, t
     json.dump({**meta, "family": "words"}, open(words_like / "meta.json", "w"))
     error = one_line_error("train_pretrain", monkeypatch, f"--data_dir={words_like}", f"--out_dir={tmp_path}",
                            *TINY_MODEL)
-    assert error.startswith("prompt_loss=False scores arithmetic documents from the '?' that ends their prompt")
+    assert error.startswith("prompt_loss=False leaves out the operands of a prompt that ends at a '?'")
     main_of("train_pretrain", monkeypatch, f"--data_dir={words_like}", f"--out_dir={tmp_path}", *TINY_MODEL,
             "--max_iters=0", "--prompt_loss=True")
     assert torch.load(tmp_path / "ckpt.pt", weights_only=True)["iter_num"] == 0
