@@ -37,9 +37,9 @@ import words
 from configurator import configure
 # only functions are imported by name: an imported string or tuple would become a config key
 from places import stream_places
-from tasks import (column_steps, completion, extract_answer, format_completion, has_canonical_format, is_correct,
-                   length_problems, other_answers, problem_from_row, problem_length, sample_problems, solve,
-                   validate_task_digits, worked_solution)
+from tasks import (TASK_TYPES, column_steps, completion, extract_answer, format_completion, has_canonical_format,
+                   is_correct, length_problems, other_answers, problem_from_row, problem_length, sample_problems,
+                   solve, validate_task_digits, worked_solution)
 from tokenizer import END_THINK, THINK, get_tokenizer
 from worked import column_and_carry, is_true, split_steps
 
@@ -67,6 +67,8 @@ corner_share = 0.2           # training problems drawn from the hard corners (ta
 n_train_per_type = 6000
 n_train_by_type = {}          # {type: count} in place of n_train_per_type; three times the multiplying types traded
                              # the additive types' accuracy for theirs (README: The data)
+sft_extra_by_type = {}        # {type: count}: sft_extra.jsonl, this many more fresh problems of a type for SFT alone
+                             # (train_sft.py --train_files=sft_train.jsonl,sft_extra.jsonl; README: The data)
 n_val_per_type = 500
 n_test_per_type = 1000       # test.jsonl and test_uniform.jsonl each
 n_length_per_type = 200      # test_length.jsonl: per type and length (fewer where a length holds fewer problems)
@@ -199,8 +201,12 @@ def check_config(tok):
     for key in ("n_train_per_type", "n_val_per_type", "n_test_per_type", "n_length_per_type"):
         if globals()[key] < 1:
             raise SystemExit(f"{key} must be >= 1, got {globals()[key]}")
-    if set(n_train_by_type) - set(tasks) or any(type(n) is not int or n < 1 for n in n_train_by_type.values()):
-        raise SystemExit(f"n_train_by_type must map task types of `tasks` to counts >= 1, got {n_train_by_type!r}")
+    # sft_extra_by_type's types may lie outside `tasks` (a narrower --tasks): only those in it are drawn
+    for key, known in (("n_train_by_type", tasks), ("sft_extra_by_type", TASK_TYPES)):
+        counts = globals()[key]
+        if set(counts) - set(known) or any(type(n) is not int or n < 1 for n in counts.values()):
+            raise SystemExit(f"{key} must map task types{' of `tasks`' * (known is tasks)} to counts >= 1, "
+                             f"got {counts!r}")
     if not 0 <= corner_share <= 1:
         raise SystemExit(f"corner_share must be in [0, 1], got {corner_share}")
     if not 0 < held_out_max_share <= 1:
@@ -237,6 +243,12 @@ def sample_splits(rng):
         {t: d for t, d in tasks.items() if counts[t] == n}, n, rng, held_out, corner_share=corner_share)]
     rng.shuffle(splits["train"])   # mix the types in the training files
     rng.shuffle(splits["val"])
+    if sft_extra_by_type:   # a generator of its own, so that every other file stays byte for byte
+        extra_rng = random.Random(f"{seed}-sft-extra")
+        splits["sft_extra"] = [p for n in sorted(set(sft_extra_by_type.values())) for p in sample_problems(
+            {t: d for t, d in tasks.items() if sft_extra_by_type.get(t) == n}, n, extra_rng,
+            held_out | {p.prompt for p in splits["train"]}, corner_share=corner_share)]
+        extra_rng.shuffle(splits["sft_extra"])
     return splits
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from places import stream_places
-from tasks import TASK_TYPES, check_steps, is_correct, problem_from_row
+from tasks import TASK_TYPES, check_steps, completion, is_correct, problem_from_row
 from tokenizer import END_THINK, EOT, THINK, get_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +50,21 @@ def test_held_out_prompts_never_reach_training_files(data):
         prompts = {r["Q"] for r in read_jsonl(data / f"{name}.jsonl")}
         assert prompts == train_prompts, name
     assert not train_prompts & held_out
+
+
+def test_sft_extra_problems_are_fresh_and_change_no_other_file(data, tmp_path):
+    extra = "{'a_over_b_q': 200, 'x_times_b_eq_c_q': 100}"
+    run = generate(tmp_path, "--pair_format=seed", f"--sft_extra_by_type={extra}")
+    assert run.returncode == 0, run.stderr
+    assert all((tmp_path / "tiny" / name).read_bytes() == (data / name).read_bytes() for name in FILES
+               if name != "meta.json")
+    rows = read_jsonl(tmp_path / "tiny" / "sft_extra.jsonl")
+    assert sorted(r["type"] for r in rows) == ["a_over_b_q"] * 200 + ["x_times_b_eq_c_q"] * 100
+    prompts = {r["Q"] for r in rows}
+    seen = {r["Q"] for split in (*HELD_OUT, "sft_train") for r in read_jsonl(data / f"{split}.jsonl")}
+    assert len(prompts) == 300 and not prompts & seen        # new problems: neither held out nor in sft_train
+    assert all(r["completion"] == completion(problem_from_row(r)) for r in rows)   # the worked reference
+    assert json.loads((tmp_path / "tiny" / "meta.json").read_text())["counts"]["sft_extra"]["a_over_b_q"] == 200
 
 
 def test_same_seed_same_bytes(data, tmp_path):
