@@ -21,11 +21,11 @@ AT_LEAST = {
     "batch_size": 1, "block_size": 1, "window": 1, "gradient_accumulation_steps": 1, "eval_interval": 1, "log_interval": 1,
     "eval_iters": 1, "max_new_tokens": 1, "n_layer": 1, "n_head": 1, "n_embd": 1, "n_eval_problems": 1,
     "n_val_pairs": 1, "prompts_per_step": 1, "max_sampling_rounds": 1, "num_iterations": 1, "sft_batch_size": 1,
-    "policy_prompts": 1, "policy_samples": 1, "steps": 1, "gen_batch_size": 1, "gen_tokens": 1,
+    "policy_samples": 1, "steps": 1, "gen_batch_size": 1, "gen_tokens": 1,
     # 0 means "off", "all" or "the default" (see each script)
     "n_kv_head": 0, "max_iters": 0, "warmup_iters": 0, "lr_decay_iters": 0, "n_per_type": 0, "num_samples": 0,
     "n_transcripts": 0, "top_k": 0, "temperature": 0, "policy_temperature": 0, "min_lr": 0, "weight_decay": 0,
-    "grad_clip": 0, "dropout": 0, "rollout_slack": 0,
+    "grad_clip": 0, "dropout": 0, "rollout_slack": 0, "policy_prompts": 0, "policy_box_prompts": 0,
 }
 
 

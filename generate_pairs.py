@@ -67,8 +67,9 @@ corner_share = 0.2           # training problems drawn from the hard corners (ta
 n_train_per_type = 6000
 n_train_by_type = {}          # {type: count} in place of n_train_per_type; three times the multiplying types traded
                              # the additive types' accuracy for theirs (README: The data)
-sft_extra_by_type = {}        # {type: count}: sft_extra.jsonl, this many more fresh problems of a type for SFT alone
-                             # (train_sft.py --train_files=sft_train.jsonl,sft_extra.jsonl; README: The data)
+sft_extra_by_type = {"a_times_b_q": 10000, "a_over_b_q": 10000, "x_times_b_eq_c_q": 10000}
+                             # sft_extra.jsonl: this many more fresh problems of a type for SFT alone, half
+                             # of its batches (train_sft.py's train_files; README: The data)
 n_val_per_type = 500
 n_test_per_type = 1000       # test.jsonl and test_uniform.jsonl each
 n_length_per_type = 200      # test_length.jsonl: per type and length (fewer where a length holds fewer problems)
@@ -81,9 +82,11 @@ policy = ''
 # DPO needs thousands of these pairs: from the small SFT model, 560 pairs (4,000 prompts x 4) lowered test
 # accuracy, 4,000 pairs (42,000 x 2) raised it; each prompt gives at most one pair, so 2 samples a prompt
 # find more pairs per sampled token than 4
-policy_prompts = 2800        # prompts to sample (a tenth as many validation prompts for pairs_onpolicy_val)
-policy_edge = 2              # the prompts: fresh problems of the first this many lengths past the data's box (DPO at
-                             # the edge of competence: README, DPO); 0: training prompts inside the box
+policy_prompts = 2800        # fresh prompts past the box to sample (a tenth as many for pairs_onpolicy_val)
+policy_edge = 2              # ... of the first this many lengths past the data's box (DPO at the edge of competence:
+                             # README, DPO); 0: none
+policy_box_prompts = 2800    # and training prompts inside the box, whose pairs hold the box: past it the model's
+                             # quotient digits are too small, in it too big (README, DPO)
 policy_samples = 2           # completions per prompt
 policy_temperature = 1.0
 policy_pairs = 'step'         # 'step': shared prefix + first wrong step (Step-DPO); 'completion': whole completions
@@ -307,22 +310,24 @@ def room(tok, model, problems):
     return limits, max(limits)
 
 
-def policy_rows(data_dir, meta, split, n_prompts):
-    """The prompts to mine: rows {prompt, completion, A, type} of sft_<split>.jsonl (policy_edge=0), or fresh
-    problems of the first policy_edge lengths past the data's box, none of them a held-out prompt."""
+def policy_rows(data_dir, meta, split, n_edge, n_box):
+    """The prompts to mine, rows {prompt, completion, A, type}: n_edge fresh problems of the first policy_edge
+    lengths past the data's box (none of them a held-out prompt), then n_box rows of sft_<split>.jsonl."""
     from common import read_jsonl
     from task_mix import held_out_problems
     rng = random.Random(f"{seed}-{split}")
-    if not policy_edge:
-        rows = read_jsonl(os.path.join(data_dir, f"sft_{split}.jsonl"), ("prompt", "completion", "A", "type"))
-        return rng.sample(rows, min(n_prompts, len(rows)))
-    box = meta["box"]
-    longest = max(hi for digits in box.values() for _, hi in digits)
-    held_out = {p.prompt for p in held_out_problems(data_dir)}
-    per_cell = -(-n_prompts // (len(box) * policy_edge))
-    problems = [p for length in range(longest + 1, longest + 1 + policy_edge)
-                for p in length_problems(box, length, per_cell, rng, held_out)]
-    return sft_rows(problems)
+    rows = []
+    if policy_edge and n_edge:
+        box = meta["box"]
+        longest = max(hi for digits in box.values() for _, hi in digits)
+        held_out = {p.prompt for p in held_out_problems(data_dir)}
+        per_cell = -(-n_edge // (len(box) * policy_edge))
+        rows = sft_rows([p for length in range(longest + 1, longest + 1 + policy_edge)
+                         for p in length_problems(box, length, per_cell, rng, held_out)])
+    if n_box:
+        in_box = read_jsonl(os.path.join(data_dir, f"sft_{split}.jsonl"), ("prompt", "completion", "A", "type"))
+        rows += rng.sample(in_box, min(n_box, len(in_box)))
+    return rows
 
 
 def mine_policy_pairs():
@@ -332,13 +337,16 @@ def mine_policy_pairs():
     which is what DPO can fix; synthetic refusals mostly teach it not to refuse."""
     import torch
     from generation import complete
+    if not (policy_prompts and policy_edge) + policy_box_prompts:
+        raise SystemExit(f"nothing to mine: policy_prompts={policy_prompts} (past the box, policy_edge="
+                         f"{policy_edge}) and policy_box_prompts={policy_box_prompts} (inside it); set one above 0")
     data_dir, meta, rt, model, tok = load_sampler(policy)
     if policy_chosen not in ("reference", "own"):
         raise SystemExit(f"policy_chosen must be 'reference' or 'own', got {policy_chosen!r}")
     if not re.fullmatch(r"[\w.-]+", policy_out):
         raise SystemExit(f"policy_out must be a file name stem (letters, digits, _ . -), got {policy_out!r}")
-    for split, n_prompts in (("train", policy_prompts), ("val", max(1, policy_prompts // 10))):
-        rows = policy_rows(data_dir, meta, split, n_prompts)
+    for split, tenth in (("train", 1), ("val", 10)):
+        rows = policy_rows(data_dir, meta, split, -(-policy_prompts // tenth), -(-policy_box_prompts // tenth))
         prompts = [r["prompt"] for r in rows for _ in range(policy_samples)]
         limits, max_new_tokens = room(tok, model, [problem_from_row(r) for r in rows])
         samples, _ = complete(model, tok, prompts, rt, max_new_tokens, temperature=policy_temperature,

@@ -33,7 +33,8 @@ from tokenizer import get_tokenizer
 out_dir = "out/sft"
 data_dir = "data/small"
 init_from = "out/pretrain/ckpt.pt"   # a checkpoint path, "resume" (out_dir/ckpt.pt) or "gpt2"
-train_files = "sft_train.jsonl"      # in data_dir, comma-separated; every file gets an equal share of each batch
+train_files = "sft_train.jsonl,sft_extra.jsonl"   # in data_dir, comma-separated; every file gets an equal
+                                     # share of each batch: the multiplying types' extra problems (README: The data)
                                      # (self-improvement: "sft_train.jsonl,sft_self_4.jsonl", README)
 overwrite = False                    # True: a fresh run may replace the checkpoint in out_dir
 eval_interval = 200

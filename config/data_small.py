@@ -12,6 +12,7 @@ tasks = {
     "x_times_b_eq_c_q": ((1, 3), (1, 3)),    # x, b (1-999)
 }
 n_train_per_type = 6000
+sft_extra_by_type = {"a_times_b_q": 10000, "a_over_b_q": 10000, "x_times_b_eq_c_q": 10000}   # SFT only
 n_val_per_type = 500
 n_test_per_type = 1000
 n_length_per_type = 200

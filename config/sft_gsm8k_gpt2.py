@@ -7,6 +7,7 @@
 # on sft_val (data/gsm8k_gpt2/test.jsonl, GSM8K's test split, is for eval.py)
 out_dir = 'out/sft_gsm8k_gpt2'
 data_dir = 'data/gsm8k_gpt2'
+train_files = 'sft_train.jsonl'   # no sft_extra.jsonl: word problems have no task types
 init_from = 'gpt2'
 # 32 examples a step (gradient_accumulation_steps is split over the processes), 650 steps: 3 epochs of the
 # 6,973 training problems, at a fine-tuning rate: a rate near pretraining's (6e-4) wipes out what GPT-2 knows

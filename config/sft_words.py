@@ -2,6 +2,7 @@
 # $ python train_sft.py config/sft_words.py
 out_dir = 'out/words_sft'
 data_dir = 'data/words'
+train_files = 'sft_train.jsonl'   # no sft_extra.jsonl: word problems have no task types
 init_from = 'out/words_pretrain/ckpt.pt'
 max_new_tokens = 140       # the longest solution has 128 tokens (data/words/meta.json)
 max_iters = 100            # 200 score higher but take pretraining + SFT past 10 minutes (README: Word problems)

@@ -104,7 +104,10 @@ def test_mined_and_self_labelled_problems_are_never_held_out(data_dir, pretraine
     ckpt = os.path.join(pretrained, "ckpt.pt")
     common = [sys.executable, "generate_pairs.py", "config/data_tiny.py", f"--out_root={root}"]
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for args in ([f"--policy={ckpt}", "--policy_prompts=56", "--policy_samples=2", "--policy_out=pairs_edge"],
+    for args in ([f"--policy={ckpt}", "--policy_prompts=56", "--policy_box_prompts=0", "--policy_samples=2",
+                  "--policy_out=pairs_edge"],
+                 [f"--policy={ckpt}", "--policy_prompts=0", "--policy_box_prompts=40", "--policy_samples=2",
+                  "--policy_out=pairs_box"],
                  [f"--self_label={ckpt}", "--self_problems=8", "--self_samples=2", "--self_agreement=0.01"]):
         run = subprocess.run(common + args, cwd=repo, capture_output=True, text=True)
         assert run.returncode == 0, run.stderr
@@ -113,6 +116,9 @@ def test_mined_and_self_labelled_problems_are_never_held_out(data_dir, pretraine
     assert os.path.exists(os.path.join(data_dir, "pairs_edge_val.jsonl"))
     assert mined and not held_out & {r["Q"] for r in mined}
     assert {problem_length(parse_prompt(r["Q"])) for r in mined} <= {3, 4}      # the tiny box is 2 digits
+    in_box = [json.loads(line) for line in open(os.path.join(data_dir, "pairs_box_train.jsonl"))]
+    train = {json.loads(line)["Q"] for line in open(os.path.join(data_dir, "sft_train.jsonl"))}
+    assert in_box and {r["Q"] for r in in_box} <= train                        # training prompts, inside the box
     labelled = os.path.join(data_dir, "sft_self_3.jsonl")
     rows = [json.loads(line) for line in open(labelled)]
     assert not held_out & {r["Q"] for r in rows}

@@ -11,8 +11,8 @@ from tasks import TASK_TYPES, check_steps, completion, is_correct, problem_from_
 from tokenizer import END_THINK, EOT, THINK, get_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = ("train.bin", "val.bin", "train_places.bin", "val_places.bin", "sft_train.jsonl", "sft_val.jsonl",
-         "pairs_train.jsonl", "pairs_val.jsonl", "pairs_seed.jsonl", "test.jsonl", "test_uniform.jsonl",
+FILES = ("train.bin", "val.bin", "train_places.bin", "val_places.bin", "sft_train.jsonl", "sft_extra.jsonl",
+         "sft_val.jsonl", "pairs_train.jsonl", "pairs_val.jsonl", "pairs_seed.jsonl", "test.jsonl", "test_uniform.jsonl",
          "test_length.jsonl", "meta.json")
 HELD_OUT = ("test", "test_uniform", "test_length", "sft_val")
 
@@ -53,18 +53,18 @@ def test_held_out_prompts_never_reach_training_files(data):
 
 
 def test_sft_extra_problems_are_fresh_and_change_no_other_file(data, tmp_path):
-    extra = "{'a_over_b_q': 200, 'x_times_b_eq_c_q': 100}"
-    run = generate(tmp_path, "--pair_format=seed", f"--sft_extra_by_type={extra}")
-    assert run.returncode == 0, run.stderr
-    assert all((tmp_path / "tiny" / name).read_bytes() == (data / name).read_bytes() for name in FILES
-               if name != "meta.json")
-    rows = read_jsonl(tmp_path / "tiny" / "sft_extra.jsonl")
-    assert sorted(r["type"] for r in rows) == ["a_over_b_q"] * 200 + ["x_times_b_eq_c_q"] * 100
+    rows = read_jsonl(data / "sft_extra.jsonl")              # config/data_tiny.py: 500 of each multiplying type
+    assert sorted(r["type"] for r in rows) == sorted(["a_times_b_q", "a_over_b_q", "x_times_b_eq_c_q"] * 500)
     prompts = {r["Q"] for r in rows}
     seen = {r["Q"] for split in (*HELD_OUT, "sft_train") for r in read_jsonl(data / f"{split}.jsonl")}
-    assert len(prompts) == 300 and not prompts & seen        # new problems: neither held out nor in sft_train
+    assert len(prompts) == 1500 and not prompts & seen       # new problems: neither held out nor in sft_train
     assert all(r["completion"] == completion(problem_from_row(r)) for r in rows)   # the worked reference
-    assert json.loads((tmp_path / "tiny" / "meta.json").read_text())["counts"]["sft_extra"]["a_over_b_q"] == 200
+    assert json.loads((data / "meta.json").read_text())["counts"]["sft_extra"]["a_over_b_q"] == 500
+    run = generate(tmp_path, "--pair_format=seed", "--sft_extra_by_type={}")   # none: every other file the same
+    assert run.returncode == 0, run.stderr
+    assert not (tmp_path / "tiny" / "sft_extra.jsonl").exists()
+    assert all((tmp_path / "tiny" / name).read_bytes() == (data / name).read_bytes() for name in FILES
+               if name not in ("meta.json", "sft_extra.jsonl"))
 
 
 def test_same_seed_same_bytes(data, tmp_path):
@@ -116,7 +116,7 @@ def test_meta(data):
     meta = json.loads((data / "meta.json").read_text())
     assert meta["tokenizer"] == "math" and meta["vocab_size"] == get_tokenizer("math").vocab_size
     expected = {"train": 300, "val": 50, "test": 100, "test_uniform": 100}
-    assert {s: c for s, c in meta["counts"].items() if s != "test_length"} == {
+    assert {s: c for s, c in meta["counts"].items() if s not in ("test_length", "sft_extra")} == {
         s: dict.fromkeys(TASK_TYPES, n) for s, n in expected.items()}
     lengths = [str(n) for n in range(1, 5)]                 # 1-2 digits trained; +1, +2 (= twice 2)
     assert all(list(meta["length_counts"][t]) == lengths for t in TASK_TYPES)
@@ -160,6 +160,12 @@ def test_bare_answers(tmp_path):
 def test_bad_config_is_one_line(tmp_path, override, message):
     run = generate(tmp_path, override)
     assert run.returncode == 1 and message in run.stderr and run.stderr.count("\n") == 1, run.stderr
+
+
+def test_mining_nothing_is_one_line(tmp_path):
+    run = generate(tmp_path, "--policy=out/none.pt", "--policy_prompts=0", "--policy_box_prompts=0")
+    assert run.returncode == 1 and run.stderr.startswith("nothing to mine: policy_prompts=0"), run.stderr
+    assert run.stderr.count("\n") == 1
 
 
 def test_too_few_problems_left_after_held_out_ones(tmp_path):
