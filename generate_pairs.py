@@ -3,6 +3,7 @@ Generate the synthetic datasets of every stage into data/<name>/:
 
     train.bin, val.bin              pretraining tokens (np.uint16): prompt+completion, each followed by <|endoftext|>
     sft_train.jsonl, sft_val.jsonl  {"prompt", "completion", "Q", "A", "type"}
+    sft_extra.jsonl                 more problems of some types (sft_extra_by_type) for SFT alone, in the same form
     pairs_train.jsonl, pairs_val.jsonl  {"prompt", "chosen", "rejected", "Q", "A", "type", "negative"}
     pairs_seed.jsonl                with --pair_format=seed: {"positive", "negative", "Q", "A", "type"}
     train_places.bin, val_places.bin  each token's digit place (np.uint16, places.py), for pos='coupled'

@@ -2,7 +2,8 @@
 Supervised fine-tuning: teach the pretrained model to answer a prompt. The same worked problems
 as pretraining, but now as (prompt, completion) pairs with the loss on completion tokens only, so the
 model spends nothing on predicting the random operands of the prompt. The loss is pretraining's,
-model(x, y), with the targets of the prompt and the padding set to -1.
+model(x, y), with the targets of the prompt and the padding set to -1. Half of every batch comes from
+sft_extra.jsonl, more problems of the types whose steps multiply (README: The data).
 
     python train_sft.py config/sft_small.py
     python train_sft.py config/sft_small.py --lora_rank=8 --lora_alpha=16 --learning_rate=1e-3 \
