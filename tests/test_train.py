@@ -261,3 +261,13 @@ def test_sft_from_scratch_says_how(data_dir, tmp_path, monkeypatch):
     error = one_line_error("train_sft", monkeypatch, f"--data_dir={data_dir}", f"--out_dir={tmp_path}",
                            "--init_from=scratch", "--device=cpu")
     assert "python train_pretrain.py --max_iters=0" in error
+
+
+def test_sft_refuses_an_empty_train_file(data_dir, tmp_path, monkeypatch):
+    # an empty file's share of each batch would be drawn from the next file's rows
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    (data / "sft_extra.jsonl").write_text("")
+    error = one_line_error("train_sft", monkeypatch, f"--data_dir={data}", f"--out_dir={tmp_path / 'sft'}",
+                           "--device=cpu")
+    assert error == f"{data / 'sft_extra.jsonl'} is empty"
