@@ -205,12 +205,11 @@ def check_config(tok):
     for key in ("n_train_per_type", "n_val_per_type", "n_test_per_type", "n_length_per_type"):
         if globals()[key] < 1:
             raise SystemExit(f"{key} must be >= 1, got {globals()[key]}")
-    # sft_extra_by_type's types may lie outside `tasks` (a narrower --tasks): only those in it are drawn
+    # sft_extra_by_type may name types outside `tasks` (a narrower --tasks): only those in it are drawn
     for key, known in (("n_train_by_type", tasks), ("sft_extra_by_type", TASK_TYPES)):
         counts = globals()[key]
         if set(counts) - set(known) or any(type(n) is not int or n < 1 for n in counts.values()):
-            raise SystemExit(f"{key} must map task types{' of `tasks`' * (known is tasks)} to counts >= 1, "
-                             f"got {counts!r}")
+            raise SystemExit(f"{key} must map task types ({', '.join(known)}) to counts >= 1, got {counts!r}")
     if not 0 <= corner_share <= 1:
         raise SystemExit(f"corner_share must be in [0, 1], got {corner_share}")
     if not 0 < held_out_max_share <= 1:
@@ -318,7 +317,7 @@ def policy_rows(data_dir, meta, split, n_edge, n_box):
     from task_mix import held_out_problems
     rng = random.Random(f"{seed}-{split}")
     rows = []
-    if policy_edge and n_edge:
+    if n_edge:
         box = meta["box"]
         longest = max(hi for digits in box.values() for _, hi in digits)
         held_out = {p.prompt for p in held_out_problems(data_dir)}
@@ -338,7 +337,8 @@ def mine_policy_pairs():
     which is what DPO can fix; synthetic refusals mostly teach it not to refuse."""
     import torch
     from generation import complete
-    if not (policy_prompts and policy_edge) + policy_box_prompts:
+    n_edge = policy_prompts if policy_edge else 0
+    if not n_edge and not policy_box_prompts:
         raise SystemExit(f"nothing to mine: policy_prompts={policy_prompts} (past the box, policy_edge="
                          f"{policy_edge}) and policy_box_prompts={policy_box_prompts} (inside it); set one above 0")
     data_dir, meta, rt, model, tok = load_sampler(policy)
@@ -347,7 +347,7 @@ def mine_policy_pairs():
     if not re.fullmatch(r"[\w.-]+", policy_out):
         raise SystemExit(f"policy_out must be a file name stem (letters, digits, _ . -), got {policy_out!r}")
     for split, tenth in (("train", 1), ("val", 10)):
-        rows = policy_rows(data_dir, meta, split, -(-policy_prompts // tenth), -(-policy_box_prompts // tenth))
+        rows = policy_rows(data_dir, meta, split, -(-n_edge // tenth), -(-policy_box_prompts // tenth))
         prompts = [r["prompt"] for r in rows for _ in range(policy_samples)]
         limits, max_new_tokens = room(tok, model, [problem_from_row(r) for r in rows])
         samples, _ = complete(model, tok, prompts, rt, max_new_tokens, temperature=policy_temperature,

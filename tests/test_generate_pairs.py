@@ -156,6 +156,7 @@ def test_bare_answers(tmp_path):
     ("--corner_share=1.5", "corner_share must be in [0, 1]"),
     ("--n_val_per_type=0", "n_val_per_type must be >= 1"),
     ("--tokenizer=bert", "unknown tokenizer 'bert'"),
+    ("--sft_extra_by_type={'a_mod_b_q': 5}", "sft_extra_by_type must map task types (a_plus_b_q, "),
 ])
 def test_bad_config_is_one_line(tmp_path, override, message):
     run = generate(tmp_path, override)
