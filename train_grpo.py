@@ -22,6 +22,8 @@ The knobs
                      and weighs the share of its groups whose rewards would differ (GRPO's only signal): none
                      for what the model always or never solves, most where it is right half the time. Measured
                      again every edge_interval steps, so the practice moves outward as the model learns.
+                     box_lengths > 0 measures the box's longest lengths the same way: their cells that
+                     DPO or the edge's practice left weak get practised too, the solved ones next to nothing
                      "box": answer sft_val greedily with the start checkpoint; each type weighs its error rate,
                      split over its digit-count cells by where its errors are (at least auto_weight_floor)
                      "file": the problems of data_dir/sft_train.jsonl, uniformly; the only choice for word problems
@@ -118,6 +120,7 @@ task_weights = None                  # None: measured, where `practice` says (se
 practice = "edge"                    # "edge": lengths past the data's box; "box": the box's weakest cells;
                                      # "file": sft_train.jsonl's problems (word problems, e.g. GSM8K)
 edge_lengths = 3                     # edge: the lengths 1..this many digits past the box
+box_lengths = 0                      # edge: and the box's longest this many lengths, measured and weighed alike
 edge_per_length = 12                 # edge: problems per type and length to measure it on, group_size samples each
 edge_interval = 30                   # edge: measure it again every this many steps, as the model learns
 auto_weight_floor = 0.005            # box: every cell keeps at least this error rate
@@ -359,12 +362,14 @@ def collect_batch(model, tok, rt, weights, held_out, iter_num, pool=None, inform
 
 def measure_practice(model, tok, rt, task_digits, held_out, iter_num, log=None):
     """The edge mix: sample group_size completions of edge_per_length fresh problems per type and length past
-    the box (seeded by the step, so a resumed run measures what it would have), and weigh each by its share
+    the box, and of its box_lengths longest lengths (seeded by the step, so a resumed run measures what it would have), and weigh each by its share
     of informative groups. Under DDP every rank measures the same problems with the same seed, so the ranks
     agree without a broadcast (the work is done world_size times)."""
     longest = max(hi for digits in task_digits.values() for _, hi in digits)
-    problems = edge_problems(task_digits, range(longest + 1, longest + 1 + edge_lengths), edge_per_length,
-                             held_out, random.Random(f"{seed}-edge-{iter_num}"))
+    if box_lengths > longest:
+        raise SystemExit(f"box_lengths={box_lengths}: the data's box has lengths 1 to {longest}")
+    problems = edge_problems(task_digits, range(longest + 1 - box_lengths, longest + 1 + edge_lengths),
+                             edge_per_length, held_out, random.Random(f"{seed}-edge-{iter_num}"))
     rates = measure_edge(model, tok, rt, problems, group_size, max_new_tokens, seed + iter_num, rollout_slack)
     weights = edge_weights(rates, task_digits, group_size)
     if rt.master:
@@ -373,8 +378,9 @@ def measure_practice(model, tok, rt, task_digits, held_out, iter_num, log=None):
         if log:
             log.write(iter=iter_num, split="edge", **{f"{t}/{n}": float(np.mean(r)) for (t, n), r in rates.items()})
     if not weights:
-        raise SystemExit(f"step {iter_num}: no problem {edge_lengths} digits or less past the box gives a group "
-                         "whose rewards differ: every one is always right or always wrong; change edge_lengths")
+        raise SystemExit(f"step {iter_num}: no problem measured (the box's longest {box_lengths} lengths and "
+                         f"{edge_lengths} past it) gives a group whose rewards differ: every one is always right "
+                         "or always wrong; change edge_lengths or box_lengths")
     return weights
 
 

@@ -12,7 +12,7 @@ import torch
 from common import checkpoint_payload, load_checkpoint, model_from_checkpoint, save_checkpoint
 from generation import generate
 from model import GPT, GPTConfig, token_logprobs
-from tasks import TASK_TYPES, Problem, completion, make_problem
+from tasks import TASK_TYPES, Problem, completion, make_problem, problem_length
 from tokenizer import get_tokenizer
 from task_mix import auto_weights, check_weights, draw_problems, rollout_limit, without_exhausted_cells
 from batches import rollout_batch, trim_masked_tail
@@ -316,6 +316,27 @@ def test_a_sampling_round_is_sized_to_fill_the_batch(monkeypatch):
     assert module.round_prompts(5, 0.4, 32) == 13                        # ceil(5 / 0.4)
     assert module.round_prompts(16, 0.1, 0) == 64                        # the share counts as at least 1/4
     assert module.round_prompts(10, 0.1, 60) == 4                        # what is left of the 64
+
+
+def test_box_lengths_measure_the_box_s_longest_lengths_with_the_edge(monkeypatch, data_dir, random_ckpt, tmp_path):
+    measured = []
+
+    def half_right(module):   # every measured problem right half the time: every (type, length) informative
+        def measure(model, tok, rt, problems, *args):
+            measured.extend(problems)
+            return {(p.type, problem_length(p)): [0.5] for p in problems}
+        module.measure_edge = measure
+
+    out = tmp_path / "grpo"
+    run_grpo(monkeypatch, f"--init_from={random_ckpt}", f"--data_dir={data_dir}", f"--out_dir={out}",
+             "--practice=edge", "--box_lengths=1", "--edge_lengths=1", "--max_iters=1", patch=half_right)
+    # the tiny data's box: up to 2 digits; its longest length (2) and one past it (3), of every type
+    assert {(p.type, problem_length(p)) for p in measured} == {(t, n) for t in TASK_TYPES for n in (2, 3)}
+    weights = torch.load(out / "ckpt.pt", weights_only=True)["task_weights"]
+    assert {max(cell) for _, cell in weights} == {2, 3}
+    with pytest.raises(SystemExit, match=r"box_lengths=3: the data's box has lengths 1 to 2"):
+        run_grpo(monkeypatch, f"--init_from={random_ckpt}", f"--data_dir={data_dir}", f"--out_dir={out}o",
+                 "--practice=edge", "--box_lengths=3", patch=half_right)
 
 
 def test_a_batch_that_never_fills_is_a_one_line_error(monkeypatch, data_dir, tmp_path):
