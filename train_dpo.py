@@ -50,7 +50,7 @@ n_val_pairs = 500                    # held-out pairs for the eval metrics
 n_eval_problems = 140                # greedy exact match on this many held-out problems (20 per type)
 max_new_tokens = 336                 # the longest in-box completion (a 3-digit x*b=c) has ~315 tokens
 # DPO
-beta = 0.5                           # strength of the pull towards the reference: higher stays closer
+beta = 1.0                           # strength of the pull towards the reference: higher stays closer (README: DPO)
 loss_type = "sigmoid"                # "sigmoid" (DPO), "robust", "ipo" or "hinge"
 label_smoothing = 0.0                # sigmoid: conservative DPO; robust: the assumed label-noise rate
 rpo_alpha = 1.0                      # + rpo_alpha x the chosen completion's per-token NLL (RPO, Pang et al. 2024)

@@ -362,8 +362,8 @@ def collect_batch(model, tok, rt, weights, held_out, iter_num, pool=None, inform
 
 def measure_practice(model, tok, rt, task_digits, held_out, iter_num, log=None):
     """The edge mix: sample group_size completions of edge_per_length fresh problems per type and length past
-    the box, and of its box_lengths longest lengths (seeded by the step, so a resumed run measures what it would have), and weigh each by its share
-    of informative groups. Under DDP every rank measures the same problems with the same seed, so the ranks
+    the box, and of its box_lengths longest lengths (seeded by the step, so a resumed run measures what it
+    would have), and weigh each by its share of informative groups. Under DDP every rank measures the same problems with the same seed, so the ranks
     agree without a broadcast (the work is done world_size times)."""
     longest = max(hi for digits in task_digits.values() for _, hi in digits)
     if box_lengths > longest:

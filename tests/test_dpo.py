@@ -199,7 +199,7 @@ def test_end_to_end_logs_and_checkpoint(straight):
     assert evals[0]["loss"] == pytest.approx(math.log(2), abs=1e-6) and evals[0]["rewards/accuracies"] == 0.0
     ckpt = torch.load(root / "out" / "ckpt.pt", weights_only=True)
     assert ckpt["iter_num"] == 4 and ckpt["tokenizer"] == "math"
-    assert ckpt["reference_from"] == str(root / "sft.pt") and ckpt["config"]["beta"] == 0.5
+    assert ckpt["reference_from"] == str(root / "sft.pt") and ckpt["config"]["beta"] == 1.0
 
 
 def test_val_pairs_are_of_the_training_kind(data, monkeypatch, capsys):
