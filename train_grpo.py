@@ -120,7 +120,7 @@ task_weights = None                  # None: measured, where `practice` says (se
 practice = "edge"                    # "edge": lengths past the data's box; "box": the box's weakest cells;
                                      # "file": sft_train.jsonl's problems (word problems, e.g. GSM8K)
 edge_lengths = 3                     # edge: the lengths 1..this many digits past the box
-box_lengths = 0                      # edge: and the box's longest this many lengths, measured and weighed alike
+box_lengths = 2                      # edge: and the box's longest this many lengths, measured and weighed alike
 edge_per_length = 12                 # edge: problems per type and length to measure it on, group_size samples each
 edge_interval = 30                   # edge: measure it again every this many steps, as the model learns
 auto_weight_floor = 0.005            # box: every cell keeps at least this error rate
