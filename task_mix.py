@@ -5,7 +5,8 @@ configured per type, or measured:
 - at the edge (practice='edge'): problems a few digits longer than the data's box, each (type, length)
   weighted by how often a group of samples would have rewards that differ, which is GRPO's only signal:
   nothing for what the model always solves or never does, most where it is right about half the time. The
-  edge is measured again as training goes, so practice moves outward as the model learns;
+  edge is measured again as training goes, so practice moves outward as the model learns. The box's own
+  longest lengths can be measured and weighed alike (train_grpo.py's box_lengths): its weak cells get practice;
 - in the box (practice='box'): the start checkpoint's errors on the validation split, cell by cell, since its
   mistakes cluster in a few cells (x+b=c fails when c gets a 4th digit).
 Word problems have no digit box: they are practised from the training file (practice='file', file_problems).
