@@ -25,7 +25,8 @@ AT_LEAST = {
     # 0 means "off", "all" or "the default" (see each script)
     "n_kv_head": 0, "max_iters": 0, "warmup_iters": 0, "lr_decay_iters": 0, "n_per_type": 0, "num_samples": 0,
     "n_transcripts": 0, "top_k": 0, "temperature": 0, "policy_temperature": 0, "min_lr": 0, "weight_decay": 0,
-    "grad_clip": 0, "dropout": 0, "rollout_slack": 0, "policy_prompts": 0, "edge_lengths": 0, "box_lengths": 0, "policy_box_prompts": 0,
+    "grad_clip": 0, "dropout": 0, "rollout_slack": 0, "policy_prompts": 0, "policy_box_prompts": 0,
+    "edge_lengths": 0, "box_lengths": 0,
 }
 
 

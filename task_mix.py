@@ -80,7 +80,8 @@ def informative(p, group_size):
 
 
 def edge_problems(box, lengths, n, held_out, rng):
-    """n problems of every type and each length past the box, none held out: what the edge is measured on."""
+    """n problems of every type and each of `lengths` (past the box, and with train_grpo.py's box_lengths its
+    longest lengths), none held out: what the edge is measured on."""
     return [p for length in lengths for p in length_problems(box, length, n, rng, held_out)]
 
 
@@ -111,11 +112,12 @@ def edge_weights(rates, box, group_size):
     return {key: w for key, w in weights.items() if w > 0}
 
 
-def describe_edge(rates, group_size):
-    """The measured edge, a line per type: its sampled accuracy and share of informative groups per length."""
+def describe_edge(rates, group_size, longest):
+    """The measured edge, a line per type: its sampled accuracy and share of informative groups per length
+    (* past the box, whose longest operand has `longest` digits)."""
     lines = {}
     for (task_type, length), r in sorted(rates.items()):
-        lines.setdefault(task_type, []).append(f"{length}: {np.mean(r):.2f}/{np.mean([informative(p, group_size) for p in r]):.2f}")
+        lines.setdefault(task_type, []).append(f"{length}{'*' if length > longest else ''}: {np.mean(r):.2f}/{np.mean([informative(p, group_size) for p in r]):.2f}")
     return "\n".join(f"  {t}  " + "  ".join(cells) for t, cells in lines.items())
 
 

@@ -264,10 +264,13 @@ def sample_problems(task_digits, n_per_type, rng, exclude=frozenset(), max_cell_
 def length_problems(task_digits, length, n_per_type, rng, exclude=frozenset(), max_cell_share=1.0):
     """Up to n_per_type distinct problems of every type whose length (problem_length) is `length`: a cell of
     length_cells first, then numbers with its digit counts. Short lengths hold fewer problems (there are
-    100 sums of two 1-digit numbers), so a type may get fewer; the counts are in the data's meta.json."""
+    100 sums of two 1-digit numbers), so a type may get fewer, and none below its shortest operands; the
+    counts are in the data's meta.json."""
     problems = []
     for task_type in (t for t in TASK_TYPES if t in task_digits):
         cells = length_cells(task_type, task_digits[task_type], length)
+        if not cells:   # a box of 2-3 digit operands has no problem of length 1
+            continue
         wide = tuple((min(c[k] for c in cells), max(c[k] for c in cells)) for k in range(2))
         caps = _caps(task_type, wide, max_cell_share, cells)
         draw = lambda: make_problem(task_type, rng, tuple((d, d) for d in rng.choice(cells)))

@@ -22,8 +22,8 @@ The knobs
                      and weighs the share of its groups whose rewards would differ (GRPO's only signal): none
                      for what the model always or never solves, most where it is right half the time. Measured
                      again every edge_interval steps, so the practice moves outward as the model learns.
-                     box_lengths > 0 measures the box's longest lengths the same way: their cells that
-                     DPO or the edge's practice left weak get practised too, the solved ones next to nothing
+                     box_lengths (2) of the box's own longest lengths are measured the same way: the cells
+                     that DPO or the edge's practice left weak get practised too, the solved ones next to nothing.
                      "box": answer sft_val greedily with the start checkpoint; each type weighs its error rate,
                      split over its digit-count cells by where its errors are (at least auto_weight_floor)
                      "file": the problems of data_dir/sft_train.jsonl, uniformly; the only choice for word problems
@@ -117,7 +117,7 @@ temperature = 1.0
 top_k = 0                            # 0: no top-k cut
 top_p = 1.0
 task_weights = None                  # None: measured, where `practice` says (see above); or {type: weight}
-practice = "edge"                    # "edge": lengths past the data's box; "box": the box's weakest cells;
+practice = "edge"                    # "edge": lengths past the data's box and its longest; "box": its weakest cells;
                                      # "file": sft_train.jsonl's problems (word problems, e.g. GSM8K)
 edge_lengths = 3                     # edge: the lengths 1..this many digits past the box
 box_lengths = 2                      # edge: and the box's longest this many lengths, measured and weighed alike
@@ -261,6 +261,8 @@ def check_config():
         raise SystemExit(f"temperature={temperature}: GRPO needs sampling (> 0), or every group is identical")
     if task_weights is not None and not isinstance(task_weights, dict):
         raise SystemExit(f"task_weights must be None (auto) or a dict {{type: weight}}, got {task_weights!r}")
+    if practice == "edge" and task_weights is None and edge_lengths + box_lengths == 0:
+        raise SystemExit("edge_lengths=0 and box_lengths=0: the edge would measure no length; give one of them > 0")
     if task_weights is not None and practice == "file":
         raise SystemExit("task_weights weighs the task generator's types, but practice='file' draws the problems of "
                          "sft_train.jsonl: drop task_weights, or practise with 'edge' or 'box'")
@@ -360,21 +362,26 @@ def collect_batch(model, tok, rt, weights, held_out, iter_num, pool=None, inform
     return rows, stats
 
 
+def box_longest(task_digits):
+    """The most digits of any operand the data's box holds: the edge's lengths count from there."""
+    return max(hi for digits in task_digits.values() for _, hi in digits)
+
+
 def measure_practice(model, tok, rt, task_digits, held_out, iter_num, log=None):
     """The edge mix: sample group_size completions of edge_per_length fresh problems per type and length past
     the box, and of its box_lengths longest lengths (seeded by the step, so a resumed run measures what it
-    would have), and weigh each by its share of informative groups. Under DDP every rank measures the same problems with the same seed, so the ranks
-    agree without a broadcast (the work is done world_size times)."""
-    longest = max(hi for digits in task_digits.values() for _, hi in digits)
-    if box_lengths > longest:
-        raise SystemExit(f"box_lengths={box_lengths}: the data's box has lengths 1 to {longest}")
+    would have), and weigh each by its share of informative groups. Under DDP every rank measures the same
+    problems with the same seed, so the ranks agree without a broadcast (the work is done world_size times).
+    The lengths count from the longest operand of any type: for a type whose own box is shorter, some of the
+    box's lengths lie past it."""
+    longest = box_longest(task_digits)
     problems = edge_problems(task_digits, range(longest + 1 - box_lengths, longest + 1 + edge_lengths),
                              edge_per_length, held_out, random.Random(f"{seed}-edge-{iter_num}"))
     rates = measure_edge(model, tok, rt, problems, group_size, max_new_tokens, seed + iter_num, rollout_slack)
     weights = edge_weights(rates, task_digits, group_size)
     if rt.master:
         print(f"step {iter_num}: the edge (sampled accuracy / share of informative groups, by length)\n"
-              + describe_edge(rates, group_size))
+              + describe_edge(rates, group_size, longest))
         if log:
             log.write(iter=iter_num, split="edge", **{f"{t}/{n}": float(np.mean(r)) for (t, n), r in rates.items()})
     if not weights:
@@ -463,6 +470,8 @@ def main():
     if not task_digits and practice != "file":
         raise SystemExit(f"{data_dir}/meta.json has no config.tasks (the digit counts of each type): "
                          "regenerate the data with generate_pairs.py")
+    if practice == "edge" and task_weights is None and box_lengths > box_longest(task_digits):
+        raise SystemExit(f"box_lengths={box_lengths}: the data's box has lengths 1 to {box_longest(task_digits)}")
     decay_iters = lr_decay_iters or max_iters
 
     model, ckpt, resuming, ckpt_path = start_model(init_from, out_dir, rt, dropout=0.0, stage="grpo",

@@ -42,6 +42,12 @@ def test_the_edge_is_never_measured_or_practised_on_a_held_out_problem():
     assert without_exhausted_cells(weights, [parse_prompt(p) for p in held_out]) == weights
 
 
+def test_a_length_below_a_type_s_shortest_operands_has_no_problems():
+    box = {"a_plus_b_q": ((2, 3), (2, 3)), "a_times_b_q": ((1, 3), (1, 3))}
+    drawn = edge_problems(box, [1, 2], 5, set(), random.Random(0))
+    assert {(p.type, max(p.cell)) for p in drawn} == {("a_plus_b_q", 2), ("a_times_b_q", 1), ("a_times_b_q", 2)}
+
+
 def canonical(worked, answer):
     return f"{THINK}{worked}{END_THINK}{answer}{END}"
 

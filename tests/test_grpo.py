@@ -9,10 +9,10 @@ import sys
 import pytest
 import torch
 
-from common import checkpoint_payload, load_checkpoint, model_from_checkpoint, save_checkpoint
+from common import checkpoint_payload, load_checkpoint, model_from_checkpoint, read_meta, save_checkpoint
 from generation import generate
 from model import GPT, GPTConfig, token_logprobs
-from tasks import TASK_TYPES, Problem, completion, make_problem, problem_length
+from tasks import TASK_TYPES, Problem, completion, length_cells, make_problem, problem_length
 from tokenizer import get_tokenizer
 from task_mix import auto_weights, check_weights, draw_problems, rollout_limit, without_exhausted_cells
 from batches import rollout_batch, trim_masked_tail
@@ -318,25 +318,31 @@ def test_a_sampling_round_is_sized_to_fill_the_batch(monkeypatch):
     assert module.round_prompts(10, 0.1, 60) == 4                        # what is left of the 64
 
 
-def test_box_lengths_measure_the_box_s_longest_lengths_with_the_edge(monkeypatch, data_dir, random_ckpt, tmp_path):
+def test_box_lengths_add_the_box_s_longest_lengths_to_the_edge(monkeypatch, data_dir, random_ckpt, tmp_path):
     measured = []
 
-    def half_right(module):   # every measured problem right half the time: every (type, length) informative
+    def solved_in_the_box(module):   # length 2 (the box's longest) always right, length 3 right half the time
         def measure(model, tok, rt, problems, *args):
             measured.extend(problems)
-            return {(p.type, problem_length(p)): [0.5] for p in problems}
+            return {(p.type, problem_length(p)): [1.0 if problem_length(p) == 2 else 0.5] for p in problems}
         module.measure_edge = measure
 
     out = tmp_path / "grpo"
     run_grpo(monkeypatch, f"--init_from={random_ckpt}", f"--data_dir={data_dir}", f"--out_dir={out}",
-             "--practice=edge", "--box_lengths=1", "--edge_lengths=1", "--max_iters=1", patch=half_right)
-    # the tiny data's box: up to 2 digits; its longest length (2) and one past it (3), of every type
+             "--practice=edge", "--box_lengths=1", "--edge_lengths=1", "--max_iters=1", patch=solved_in_the_box)
+    # the tiny data's box: operands of up to 2 digits; its longest length (2) and one past it (3), every type
     assert {(p.type, problem_length(p)) for p in measured} == {(t, n) for t in TASK_TYPES for n in (2, 3)}
+    box = read_meta(data_dir)["config"]["tasks"]
     weights = torch.load(out / "ckpt.pt", weights_only=True)["task_weights"]
-    assert {max(cell) for _, cell in weights} == {2, 3}
-    with pytest.raises(SystemExit, match=r"box_lengths=3: the data's box has lengths 1 to 2"):
-        run_grpo(monkeypatch, f"--init_from={random_ckpt}", f"--data_dir={data_dir}", f"--out_dir={out}o",
-                 "--practice=edge", "--box_lengths=3", patch=half_right)
+    # weighed by the share of informative groups: the solved box length gets none, the edge all of it
+    assert set(weights) == {(t, cell) for t in TASK_TYPES for cell in length_cells(t, box[t], 3)}
+
+    for args, message in ((("--box_lengths=3",), r"box_lengths=3: the data's box has lengths 1 to 2"),
+                          (("--box_lengths=0", "--edge_lengths=0"), r"edge_lengths=0 and box_lengths=0: the edge "
+                                                                    r"would measure no length")):
+        with pytest.raises(SystemExit, match=message):
+            run_grpo(monkeypatch, f"--init_from={random_ckpt}", f"--data_dir={data_dir}",
+                     f"--out_dir={tmp_path / 'refused'}", "--practice=edge", *args, patch=solved_in_the_box)
 
 
 def test_a_batch_that_never_fills_is_a_one_line_error(monkeypatch, data_dir, tmp_path):
