@@ -249,7 +249,7 @@ def test_dpo_steps_teach_the_preference(data):
 
 
 def test_reference_free_ipo_run(data, monkeypatch):
-    log = run_dpo(monkeypatch, data, "--loss_type=ipo", "--reference_free=True", "--max_iters=1")
+    log = run_dpo(monkeypatch, data, "--loss_type=ipo", "--reference_free=True", "--max_iters=1", "--beta=0.5")
     # with the reference's log-probs taken as 0 the rewards are the policy's own log-probs times beta
     assert log[0]["rewards/chosen"] == pytest.approx(0.5 * log[0]["logps/chosen"], rel=1e-5)
 
