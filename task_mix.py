@@ -117,7 +117,9 @@ def describe_edge(rates, group_size, longest):
     (* past the box, whose longest operand has `longest` digits)."""
     lines = {}
     for (task_type, length), r in sorted(rates.items()):
-        lines.setdefault(task_type, []).append(f"{length}{'*' if length > longest else ''}: {np.mean(r):.2f}/{np.mean([informative(p, group_size) for p in r]):.2f}")
+        past = "*" if length > longest else ""
+        share = np.mean([informative(p, group_size) for p in r])
+        lines.setdefault(task_type, []).append(f"{length}{past}: {np.mean(r):.2f}/{share:.2f}")
     return "\n".join(f"  {t}  " + "  ".join(cells) for t, cells in lines.items())
 
 
