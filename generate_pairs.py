@@ -38,9 +38,9 @@ import words
 from configurator import configure
 # only functions are imported by name: an imported string or tuple would become a config key
 from places import stream_places
-from tasks import (TASK_TYPES, column_steps, completion, extract_answer, format_completion, has_canonical_format,
-                   is_correct, length_problems, other_answers, problem_from_row, problem_length, sample_problems,
-                   solve, validate_task_digits, worked_solution)
+from tasks import (TASK_TYPES, box_longest, column_steps, completion, extract_answer, format_completion,
+                   has_canonical_format, is_correct, length_problems, other_answers, problem_from_row,
+                   problem_length, sample_problems, solve, validate_task_digits, worked_solution)
 from tokenizer import END_THINK, THINK, get_tokenizer
 from worked import column_and_carry, is_true, split_steps
 
@@ -225,7 +225,7 @@ def check_config(tok):
 def test_lengths(task_digits):
     """The lengths test_length.jsonl measures: every trained length, one and two digits more, and twice the
     longest trained operand."""
-    longest = max(hi for digits in task_digits.values() for _, hi in digits)
+    longest = box_longest(task_digits)
     return sorted(set(range(1, longest + 3)) | {2 * longest})
 
 
@@ -319,7 +319,7 @@ def policy_rows(data_dir, meta, split, n_edge, n_box):
     rows = []
     if n_edge:
         box = meta["box"]
-        longest = max(hi for digits in box.values() for _, hi in digits)
+        longest = box_longest(box)
         held_out = {p.prompt for p in held_out_problems(data_dir)}
         per_cell = -(-n_edge // (len(box) * policy_edge))
         rows = sft_rows([p for length in range(longest + 1, longest + 1 + policy_edge)
@@ -411,7 +411,7 @@ def self_improvement_data():
     from task_mix import held_out_problems
     data_dir, meta, rt, model, tok = load_sampler(self_label)
     box = meta["box"]
-    length = self_length or max(hi for digits in box.values() for _, hi in digits) + 1
+    length = self_length or box_longest(box) + 1
     held_out = {p.prompt for p in held_out_problems(data_dir)}
     problems = length_problems(box, length, self_problems, random.Random(f"{seed}-self-{length}"), held_out)
     prompts = [p.prompt for p in problems for _ in range(self_samples)]

@@ -203,6 +203,12 @@ def problem_length(problem):
     return max(d for d, g in zip(problem.cell, grows) if g)
 
 
+def box_longest(task_digits):
+    """The most digits of any operand the box holds ({type: ((lo, hi), (lo, hi))}): lengths past the box
+    count from there."""
+    return max(hi for digits in task_digits.values() for _, hi in digits)
+
+
 def length_cells(task_type, digits, length):
     """The digit-count cells of problems of this length: the growing operands up to `length` digits, one of
     them exactly `length`; a divisor stays in its trained digits, and so does the shorter factor of a*b."""

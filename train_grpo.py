@@ -95,7 +95,7 @@ from model import token_logprobs
 from task_mix import (auto_weights, check_weights, describe_edge, describe_mix, draw_problems, edge_problems,
                       edge_weights, file_problems, held_out_problems, measure_edge, rollout_limit,
                       without_exhausted_cells)
-from tasks import has_canonical_format
+from tasks import box_longest, has_canonical_format
 from tokenizer import get_tokenizer
 
 # -----------------------------------------------------------------------------
@@ -360,11 +360,6 @@ def collect_batch(model, tok, rt, weights, held_out, iter_num, pool=None, inform
         if len(rows["rewards"]) == prompts_per_step * group_size:
             break
     return rows, stats
-
-
-def box_longest(task_digits):
-    """The most digits of any operand the data's box holds: the edge's lengths count from there."""
-    return max(hi for digits in task_digits.values() for _, hi in digits)
 
 
 def measure_practice(model, tok, rt, task_digits, held_out, iter_num, log=None):
