@@ -314,7 +314,7 @@ def policy_rows(data_dir, meta, split, n_edge, n_box):
     """The prompts to mine, rows {prompt, completion, A, type}: n_edge fresh problems of the first policy_edge
     lengths past the data's box (none of them a held-out prompt), then n_box rows of sft_<split>.jsonl."""
     from common import read_jsonl
-    from task_mix import held_out_problems
+    from task_mix import edge_problems, held_out_problems
     rng = random.Random(f"{seed}-{split}")
     rows = []
     if n_edge:
@@ -322,8 +322,7 @@ def policy_rows(data_dir, meta, split, n_edge, n_box):
         longest = box_longest(box)
         held_out = {p.prompt for p in held_out_problems(data_dir)}
         per_cell = -(-n_edge // (len(box) * policy_edge))
-        rows = sft_rows([p for length in range(longest + 1, longest + 1 + policy_edge)
-                         for p in length_problems(box, length, per_cell, rng, held_out)])
+        rows = sft_rows(edge_problems(box, range(longest + 1, longest + 1 + policy_edge), per_cell, held_out, rng))
     if n_box:
         in_box = read_jsonl(os.path.join(data_dir, f"sft_{split}.jsonl"), ("prompt", "completion", "A", "type"))
         rows += rng.sample(in_box, min(n_box, len(in_box)))
@@ -408,7 +407,7 @@ def self_improvement_data():
     majority vote and by length: no true answer is looked at (only counted for the report)."""
     import torch
     from generation import complete
-    from task_mix import held_out_problems
+    from task_mix import edge_problems, held_out_problems
     data_dir, meta, rt, model, tok = load_sampler(self_label)
     box = meta["box"]
     length = self_length or box_longest(box) + 1
