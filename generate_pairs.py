@@ -28,7 +28,6 @@ import json
 import os
 import random
 import re
-from collections import Counter
 
 import numpy as np
 from tqdm import tqdm
@@ -36,13 +35,13 @@ from tqdm import tqdm
 import gsm8k
 import words
 from configurator import configure
+from mining import room, sample_pairs, self_label_rows
 # only functions are imported by name: an imported string or tuple would become a config key
 from places import stream_places
-from tasks import (TASK_TYPES, box_longest, column_steps, completion, extract_answer, format_completion,
-                   has_canonical_format, is_correct, length_problems, other_answers, problem_from_row,
-                   problem_length, sample_problems, solve, validate_task_digits, worked_solution)
-from tokenizer import END_THINK, THINK, get_tokenizer
-from worked import column_and_carry, is_true, split_steps
+from tasks import (TASK_TYPES, box_longest, column_steps, completion, format_completion, is_correct, length_problems,
+                   other_answers, problem_from_row, problem_length, sample_problems, solve, validate_task_digits,
+                   worked_solution)
+from tokenizer import get_tokenizer
 
 # -----------------------------------------------------------------------------
 # default config: the small laptop dataset (config/data_small.py says the same)
@@ -255,38 +254,6 @@ def sample_splits(rng):
     return splits
 
 
-def first_wrong_step(prompt, chosen, rejected):
-    """Step-DPO (Lai et al. 2024): the prompt grows by the steps both completions share, and each side keeps
-    only its next step. Whole completions would also push down what follows the mistake in the rejected
-    one, where reading the answer off the (wrong) steps is the right thing to do: DPO on whole on-policy
-    completions lowered greedy accuracy here from 97% to 87%."""
-    diverge = next(i for i, (a, b) in enumerate(zip(chosen + "\0", rejected + "\0")) if a != b)
-    starts = [m.end() for m in re.finditer(r"[,:;]|<think>|</think>", chosen[:diverge])]
-    cut = starts[-1] if starts else 0
-
-    def step(text):
-        end = re.search(r"[,:;]|</think>|<\|end\|>", text[cut:])
-        return text[cut:cut + end.end()] if end else text[cut:]
-    return prompt + chosen[:cut], step(chosen), step(rejected)
-
-
-def sample_pairs(row, group, cut, chosen_side):
-    """The pair one prompt's samples give, as a list (empty or one): its first wrong sample, cut at the first
-    wrong step (cut='step') or whole ('completion'), against the model's own right sample, which, the format
-    being deterministic, is the reference completion token for token (a sample with the right answer can
-    still have wrong steps: that is not the reference, and is neither side); with no right sample, against
-    the reference (chosen_side='reference') or no pair ('own')."""
-    own_right = row["completion"] in group
-    wrong = [s for s in group if not is_correct(s, row["A"])]
-    if not wrong or not (own_right or chosen_side == "reference"):
-        return []
-    prompt, chosen, rejected = row["prompt"], row["completion"], wrong[0]
-    if cut == "step":
-        prompt, chosen, rejected = first_wrong_step(prompt, chosen, rejected)
-    return [{"prompt": prompt, "chosen": chosen, "rejected": rejected, "Q": row["prompt"], "A": row["A"],
-             "type": row["type"], "negative": "policy" if own_right else "policy_vs_reference"}]
-
-
 def load_sampler(ckpt_path):
     """(data_dir, meta, runtime, model, tokenizer) of a checkpoint that will sample from this data."""
     from common import setup, load_checkpoint, model_from_checkpoint, check_data, read_meta
@@ -296,18 +263,6 @@ def load_sampler(ckpt_path):
     ckpt = load_checkpoint(ckpt_path, rt.device)
     check_data(ckpt["tokenizer"], ckpt["model_args"]["vocab_size"], meta, ckpt_path, data_dir)
     return data_dir, meta, rt, model_from_checkpoint(ckpt, rt.device), get_tokenizer(meta["tokenizer"])
-
-
-SLACK = 16   # a sample may run this many tokens past its reference: a right one follows the reference's steps
-
-
-def room(tok, model, problems):
-    """(each problem's own max_new_tokens, the longest of them) for sampling: its reference and a wrong answer
-    SLACK tokens longer (task_mix.rollout_limit, as GRPO's rollouts), within the model's block_size."""
-    from task_mix import rollout_limit
-    cap = model.config.block_size - max(len(tok.encode(p.prompt)) for p in problems)
-    limits = [rollout_limit(tok, p, SLACK, cap) for p in problems]
-    return limits, max(limits)
 
 
 def policy_rows(data_dir, meta, split, n_edge, n_box):
@@ -364,41 +319,6 @@ def mine_policy_pairs():
         print(f"  wrong samples per type at T={policy_temperature}: {rates}")
 
 
-def consistent(text):
-    """A completion checks out without knowing the true answer: every column step and comparison is a true
-    statement, and the answer is the run read backwards (with the sign its comparison gives)."""
-    if THINK not in text or END_THINK not in text or "|" not in text:
-        return False
-    worked = text[text.index(THINK) + len(THINK):text.index(END_THINK)]
-    steps = [s for s in split_steps(worked) if column_and_carry(s) is not None or re.fullmatch(r"\d[<=>]\d:?", s)]
-    run = worked[worked.rindex("|") + 1:]
-    answer = extract_answer(text)
-    return (bool(steps) and all(is_true(s) for s in steps) and run.isdigit() and answer is not None
-            and abs(int(answer)) == int(run[::-1]))
-
-
-def self_label_rows(problems, texts, samples, agreement):
-    """The self-labelled rows: per problem, the answer most of its samples give (with at least `agreement` of
-    them), and a sample with that answer that is consistent (every step true, the answer the run's) as the
-    completion. Returns the rows and, for the report only, how many of their labels are right."""
-    rows, right = [], 0
-    for i, p in enumerate(problems):
-        group = texts[i * samples:(i + 1) * samples]
-        answers = [extract_answer(t) if has_canonical_format(t) else None for t in group]
-        votes = Counter(a for a in answers if a is not None)
-        if not votes:
-            continue
-        answer, n = votes.most_common(1)[0]
-        if n < agreement * samples:
-            continue
-        worked = [t for t, a in zip(group, answers) if a == answer and consistent(t)]
-        if worked:
-            rows.append({"prompt": p.prompt, "completion": worked[0], "Q": p.prompt, "A": answer, "type": p.type,
-                         "self": True})
-            right += int(answer) == p.answer
-    return rows, right
-
-
 def self_improvement_data():
     """sft_self_<length>.jsonl: self_problems fresh problems per type of self_length digits (none held out),
     labelled by the self_label model itself: self_samples samples each at temperature 1, the majority answer
@@ -407,7 +327,7 @@ def self_improvement_data():
     majority vote and by length: no true answer is looked at (only counted for the report)."""
     import torch
     from generation import complete
-    from task_mix import edge_problems, held_out_problems
+    from task_mix import held_out_problems
     data_dir, meta, rt, model, tok = load_sampler(self_label)
     box = meta["box"]
     length = self_length or box_longest(box) + 1

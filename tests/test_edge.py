@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from generate_pairs import consistent, sample_pairs, self_label_rows
+from mining import consistent, sample_pairs, self_label_rows
 from task_mix import edge_problems, edge_weights, informative, without_exhausted_cells
 from tasks import completion, length_cells, parse_prompt
 from tokenizer import END, END_THINK, THINK

@@ -142,7 +142,7 @@ def test_a_prompt_that_holds_shared_steps_keeps_the_places_they_were_written_at(
     """A Step-DPO pair's prompt is the question and the steps both sides share: its steps must sit where the
     model wrote them, not be read as more question (until this was fixed, every step pair of a coupled model
     was trained at places no generation gives)."""
-    from generate_pairs import first_wrong_step
+    from mining import first_wrong_step
     for prompt in ("3456+6789=?", "808-814=?", "1222/47=?", "345*67=?", "x*7=2415, x=?"):
         p = parse_prompt(prompt)
         right = completion(p)
