@@ -17,7 +17,7 @@ SLACK = 16   # a sample may run this many tokens past its reference: a right one
 def room(tok, model, problems):
     """(each problem's own max_new_tokens, the longest of them) for sampling: its reference and a wrong answer
     SLACK tokens longer (task_mix.rollout_limit, as GRPO's rollouts), within the model's block_size."""
-    from task_mix import rollout_limit
+    from task_mix import rollout_limit          # here: task_mix imports torch, which writing data does not need
     cap = model.config.block_size - max(len(tok.encode(p.prompt)) for p in problems)
     limits = [rollout_limit(tok, p, SLACK, cap) for p in problems]
     return limits, max(limits)
