@@ -6,9 +6,9 @@ prompts, samples them and writes the files.
 import re
 from collections import Counter
 
-from tasks import extract_answer, has_canonical_format, is_correct
+from tasks import extract_answer, has_canonical_format, is_claim, is_correct
 from tokenizer import END_THINK, THINK
-from worked import column_and_carry, is_true, split_steps
+from worked import is_true, split_steps
 
 
 SLACK = 16   # a sample may run this many tokens past its reference: a right one follows the reference's steps
@@ -61,7 +61,7 @@ def consistent(text):
     if THINK not in text or END_THINK not in text or "|" not in text:
         return False
     worked = text[text.index(THINK) + len(THINK):text.index(END_THINK)]
-    steps = [s for s in split_steps(worked) if column_and_carry(s) is not None or re.fullmatch(r"\d[<=>]\d:?", s)]
+    steps = [s for s in split_steps(worked) if is_claim(s)]
     run = worked[worked.rindex("|") + 1:]
     answer = extract_answer(text)
     return (bool(steps) and all(is_true(s) for s in steps) and run.isdigit() and answer is not None

@@ -425,7 +425,7 @@ def is_correct(text, answer):
     return pred is not None and _to_decimal(pred) == Decimal(int(answer))
 
 
-def _is_claim(step):
+def is_claim(step):
     """A step that states something true or false: a column step or a comparison (not a header or the run)."""
     return column_and_carry(step) is not None or re.fullmatch(r"\d[<=>]\d:?", step) is not None
 
@@ -435,7 +435,7 @@ def check_steps(problem, worked_text):
     steps must be the canonical ones (a true step with a dropped carry is still wrong)."""
     reference = worked_solution(problem)
     got, want = split_steps(worked_text), split_steps(reference)
-    errors = [f"step {i + 1} {s!r} is false" for i, s in enumerate(got) if _is_claim(s) and not is_true(s)]
+    errors = [f"step {i + 1} {s!r} is false" for i, s in enumerate(got) if is_claim(s) and not is_true(s)]
     if errors:
         return errors
     for i, (g, w) in enumerate(zip(got, want)):
