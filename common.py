@@ -46,6 +46,26 @@ def pick_device(device):
     return "cpu"
 
 
+def auto_dtype(device_type, ddp=False):
+    """bfloat16 on a GPU that has it. On a CPU, bfloat16 only where this machine's bf16 matmul is clearly
+    faster than its fp32 one (1.2x or more, timed here for a fraction of a second): bf16 instructions alone do
+    not say. AMX tiles, or AVX512-BF16 on AMD EPYC, trained the small config 1.4-1.7x faster in bf16, but a
+    Xeon VM that reports AVX512-BF16 without AMX ran bf16 matmuls at half its fp32 speed and trained 1.4x
+    slower in bf16 (README: Benchmarks). Under DDP rank 0's choice holds for every rank."""
+    if device_type == "cuda":
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    if device_type != "cpu":
+        return "float32"
+    caps = torch.cpu.get_capabilities()
+    has_bf16 = any(caps.get(k, False) for k in ("avx512_bf16", "amx_bf16", "bf16"))
+    faster = has_bf16 and matmul_flops("bfloat16", "cpu", 0.1, 512) >= 1.2 * matmul_flops("float32", "cpu", 0.1, 512)
+    if ddp:
+        choice = torch.tensor([int(faster)])
+        dist.broadcast(choice, 0)
+        faster = bool(choice.item())
+    return "bfloat16" if faster else "float32"
+
+
 def setup(device="auto", dtype="auto", seed=1337):
     """Picks the device and precision, joins the DDP group when launched by torchrun (nccl on CUDA,
     gloo on CPU), seeds every rank differently and returns a Runtime."""
@@ -65,12 +85,7 @@ def setup(device="auto", dtype="auto", seed=1337):
         dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
     device_type = "cuda" if device.startswith("cuda") else device
     if dtype == "auto":
-        # bf16 where the hardware has it: GPUs, and CPUs with bf16 instructions (AVX512-BF16, AMX, Arm
-        # BF16), where the small config trains much faster than in fp32 (README: Benchmarks); else fp32
-        caps = torch.cpu.get_capabilities()
-        cpu_bf16 = any(caps.get(k, False) for k in ("avx512_bf16", "amx_bf16", "bf16"))
-        gpu_bf16 = device_type == "cuda" and torch.cuda.is_bf16_supported()
-        dtype = "bfloat16" if gpu_bf16 or (device_type == "cpu" and cpu_bf16) else "float32"
+        dtype = auto_dtype(device_type, ddp)
     if dtype not in ("float32", "bfloat16", "float16"):
         raise SystemExit(f"dtype={dtype!r}; allowed: auto, float32, bfloat16, float16")
     if dtype == "float16" and device_type != "cuda":

@@ -7,6 +7,7 @@ import torch
 
 from common import (get_lr, save_checkpoint, load_checkpoint, read_jsonl, MetricsLog, check_data, check_out_dir,
                     read_meta, read_problems, setup, zero_unused_tokens)
+import common
 from batches import unused_token_ids
 from model import GPT, GPTConfig
 from generation import encode_completions
@@ -188,6 +189,33 @@ def test_a_fresh_run_does_not_replace_a_checkpoint(tmp_path):
 def test_cuda_without_cuda_is_a_one_line_error():
     with pytest.raises(SystemExit, match="device='cuda' but this torch has no CUDA device: use --device=cpu"):
         setup("cuda", "float32")
+
+
+@pytest.mark.parametrize("caps, bf16_gflops, expected", [
+    ({"avx512_bf16": True}, 400.0, "bfloat16"),      # AMX tiles or AMD EPYC: bf16 matmuls much faster
+    ({"avx512_bf16": True}, 130.0, "float32"),       # a Xeon VM with AVX512-BF16 but no AMX: half fp32's speed
+    ({"avx512_bf16": True}, 280.0, "float32"),       # under 1.2x fp32's 250: not worth bf16's rounding
+    ({}, 400.0, "float32"),                          # no bf16 instructions: never timed, fp32
+])
+def test_auto_dtype_on_a_cpu_takes_bf16_only_where_its_matmul_is_faster(monkeypatch, caps, bf16_gflops, expected):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: caps)
+    monkeypatch.setattr(common, "matmul_flops", lambda dtype, *a: 1e9 * (bf16_gflops if dtype == "bfloat16" else 250.0))
+    assert common.auto_dtype("cpu") == expected
+    assert setup("cpu", "auto", 0).dtype == expected
+
+
+def test_auto_dtype_under_ddp_takes_rank_0s_choice(monkeypatch):
+    # a process group of one (gloo): the broadcast runs and keeps rank 0's measured choice
+    for key, value in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                           MASTER_PORT="29517").items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": True})
+    monkeypatch.setattr(common, "matmul_flops", lambda dtype, *a: 2e11 if dtype == "bfloat16" else 1e11)
+    rt = setup("cpu", "auto", 0)
+    try:
+        assert rt.ddp and rt.dtype == "bfloat16"
+    finally:
+        common.teardown(rt)
 
 
 def test_read_jsonl_names_the_bad_line(tmp_path):
