@@ -144,34 +144,38 @@ def sft_batch(examples, ix, tok, block_size, device):
     return idx[:, :-1].to(device), targets.to(device), where
 
 
-def rollout_batch(rows, tok, device):
-    """GRPO's sampled rows ({prompts, completions, sample_logps}: token ids and their log-probs) as one
-    right-padded batch, so that a plain causal forward sees every token at the position (and digit place) and
-    with the context it had when it was sampled. Built from the token ids, not from
-    text as generation.encode_completions does: a sampled token sequence need not survive decode + encode.
-    Returns idx (B, T) and its places (B, T, 2), the completion mask and the sampling-time log-probs, both
-    (B, T-1) and aligned with token_logprobs' output (entry t scores token t+1)."""
-    B = len(rows["prompts"])
-    T = max(len(p) + len(c) for p, c in zip(rows["prompts"], rows["completions"]))
-    idx = torch.zeros(B, T, dtype=torch.long)
-    places = torch.zeros(B, T, 2, dtype=torch.long)
-    mask = torch.zeros(B, T - 1, dtype=torch.bool)
-    sample_logps = torch.zeros(B, T - 1)
-    for b, (p, c, lp) in enumerate(zip(rows["prompts"], rows["completions"], rows["sample_logps"])):
-        n, m = len(p), len(c)
-        idx[b, :n + m] = torch.tensor(p + c)
-        places[b, :n + m] = torch.tensor(completion_places(tok, p, c))
-        mask[b, n - 1:n - 1 + m] = True
-        sample_logps[b, n - 1:n - 1 + m] = lp
-    return idx.to(device), places.to(device), mask.to(device), sample_logps.to(device)
-
-
-def trim_masked_tail(idx, places, mask, sample_logps):
-    """Cut the columns after the last one any row's mask keeps: a masked-out truncated row pads the batch
-    to max_new_tokens, and the causal forward's logits before a column do not depend on it, so the loss is
-    the same at a fraction of the update's cost. idx, places (B, T, ...); mask, sample_logps (B, T-1)."""
-    kept = mask.any(dim=0).nonzero()
-    if len(kept) == 0:
-        return idx, places, mask, sample_logps
-    last = int(kept.max()) + 1                                            # mask columns to keep
-    return idx[:, :last + 1], places[:, :last + 1], mask[:, :last], sample_logps[:, :last]
+def rollout_batch(rows, tok, device, scored=None):
+    """GRPO's sampled rows ({prompts, completions, sample_logps}: token ids and their log-probs) packed into
+    rows (pack_rows, longest first) for the update's forward passes: a group's completions run from 20 tokens
+    (a 1-digit sum) to 300 (past the box), and one rollout a row, right-padded to the longest, made the batch
+    mostly padding (README: GRPO). Every token keeps the position, digit place and context (the attention
+    mask keeps each rollout to itself) it had when it was sampled. Built from the token ids, not from text as
+    generation.encode_completions does: a sampled token sequence need not survive decode + encode.
+    scored (one bool a rollout; default all): the rollouts the loss sees; the others (truncated ones, masked
+    out) are left out of the rows. Returns
+    - idx (R, T) and where, model(idx, **where)'s keyword arguments: positions, places, attn_mask;
+    - per rollout b and completion token j, (B, M) with M the longest completion: token_index, where
+      token_logprobs(logits, idx).flatten() scores that token, completion_mask and sample_logps."""
+    prompts, completions = rows["prompts"], rows["completions"]
+    B, M = len(prompts), max(len(c) for c in completions)
+    packed = [b for b in range(B) if scored is None or scored[b]] or list(range(B))   # none scored: a zero loss
+    packed.sort(key=lambda b: -(len(prompts[b]) + len(completions[b])))
+    idx, _, places, positions, segment = pack_rows(
+        [(prompts[b] + completions[b], [False] * len(prompts[b]) + [True] * len(completions[b]),
+          completion_places(tok, prompts[b], completions[b])) for b in packed])
+    T = idx.size(1)
+    # where each packed rollout starts: its first token has position 0 (padding is segment -1)
+    starts = ((positions == 0) & (segment >= 0)).nonzero()                       # (len(packed), 2): row, column
+    token_index = torch.zeros(B, M, dtype=torch.long)
+    completion_mask = torch.zeros(B, M, dtype=torch.bool)
+    sample_logps = torch.zeros(B, M)
+    for r, t in starts.tolist():
+        b = packed[int(segment[r, t])]
+        n, m = len(prompts[b]), len(completions[b])
+        # completion token j sits at column t + n + j and is scored by logits column t + n + j - 1
+        token_index[b, :m] = r * (T - 1) + t + n - 1 + torch.arange(m)
+        completion_mask[b, :m] = scored is None or bool(scored[b])
+    for b, logps in enumerate(rows["sample_logps"]):
+        sample_logps[b, :len(completions[b])] = torch.as_tensor(logps, dtype=torch.float)
+    where = dict(positions=positions.to(device), places=places.to(device), attn_mask=segment_mask(segment).to(device))
+    return idx.to(device), where, token_index.to(device), completion_mask.to(device), sample_logps.to(device)

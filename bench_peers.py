@@ -140,8 +140,7 @@ def nanomath_grpo_step(model, optimizer, tok, rt):
     rows = {"prompts": prompt_rows, "completions": gen.token_lists(),
             "sample_logps": [lp[m] for lp, m in zip(gen.logprobs, gen.mask)]}
     advantages, _ = train_grpo.compute_advantages(torch.rand(len(prompt_rows)), group_size, "group")
-    idx, places, mask, sample_logps = rollout_batch(rows, tok, device)
-    train_grpo.policy_update(model, None, optimizer, idx, places, mask, sample_logps, advantages.to(device),
+    train_grpo.policy_update(model, None, optimizer, rollout_batch(rows, tok, device), advantages.to(device),
                              train_grpo.learning_rate, 0.0, None, rt)
     return time.perf_counter() - t0
 

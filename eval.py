@@ -164,13 +164,18 @@ def generated_rows(generations):
     return ids, logprobs
 
 
-def complete_in_rooms(model, tok, prompts, rt, room, batch_size, *sampling, tools=None):
+def complete_in_rooms(model, tok, prompts, rt, room, batch_size, *sampling, tools=None, expected=None):
     """generation.complete with room[i] new tokens for prompt i: prompts with the same room share batches, so a
     long prompt does not cut the answers of short ones. sampling: complete's temperature, top_k, top_p,
-    generator. Returns the texts and, per prompt, the generated ids and their log-probs."""
+    generator. expected: each prompt's expected completion length (its reference's tokens), or None: prompts
+    of similar length then share a batch, which runs full until they end instead of shrinking to the few long
+    rows of a mixed batch (README: Benchmarks). Returns the texts and, per prompt, the generated ids and their
+    log-probs, in the prompts' order."""
     texts, ids, logprobs = [""] * len(prompts), [[] for _ in prompts], [[] for _ in prompts]
     for r in sorted(set(room) - {0}, reverse=True):   # a prompt with no room gets no answer (rooms)
         group = [i for i, n in enumerate(room) if n == r]
+        if expected is not None:
+            group.sort(key=lambda i: expected[i])
         group_texts, generations = complete(model, tok, [prompts[i] for i in group], rt, r, batch_size, *sampling,
                                             tools=tools)
         for i, text, row_ids, row_logprobs in zip(group, group_texts, *generated_rows(generations)):
@@ -247,9 +252,13 @@ def evaluate_checkpoint(model, tok, problems, rt, max_new_tokens=100, batch_size
     tools: generation.complete's (a calculator for word problems)."""
     prompts = [prompt_of(p) for p in problems]
     room = rooms(tok, prompts, model.config.block_size, max_new_tokens, too_long_wrong)
-    texts, ids, logprobs = complete_in_rooms(model, tok, prompts, rt, room, batch_size, tools=tools)
+    is_graded = np.array([group_of(p) != "ungraded" for p in problems])
+    references = {i: completion(problems[i], worked) for i in np.flatnonzero(is_graded)
+                  if problems[i].type in TASK_TYPES}   # a word problem's reference is not made by tasks.py
+    reference_len = {i: len(tok.encode(r)) for i, r in references.items()}
+    texts, ids, logprobs = complete_in_rooms(model, tok, prompts, rt, room, batch_size, tools=tools,
+                                             expected=[reference_len.get(i, 0) for i in range(len(prompts))])
     groups = np.array([group_of(p) for p in problems])
-    is_graded = groups != "ungraded"
     graded = [p for p in problems if isinstance(p, Problem)]
     N = len(problems)
     per_item = {"canonical": np.array([format_ok(p, t) for p, t in zip(problems, texts)]),
@@ -257,9 +266,6 @@ def evaluate_checkpoint(model, tok, problems, rt, max_new_tokens=100, batch_size
                 "worked_len": np.array([worked_length(r, tok) for r in ids], dtype=float),
                 "correct": np.full(N, np.nan), "token_hits": np.zeros(N), "token_total": np.zeros(N)}
     per_item["correct"][is_graded] = [gsm8k.is_correct(texts[i], problems[i].answer) for i in np.flatnonzero(is_graded)]
-    references = {i: completion(problems[i], worked) for i in np.flatnonzero(is_graded)
-                  if problems[i].type in TASK_TYPES}   # a word problem's reference is not made by tasks.py
-    reference_len = {i: len(tok.encode(r)) for i, r in references.items()}
     # a typed-in problem with long numbers may have a reference that does not fit: it is not scored
     scored = [i for i in references if len(tok.encode(prompts[i])) + reference_len[i] <= model.config.block_size]
     if scored:

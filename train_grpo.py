@@ -84,7 +84,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 import gsm8k
-from batches import rollout_batch, sft_batch, trim_masked_tail
+from batches import rollout_batch, sft_batch
 from common import (setup, wrap_model, teardown, get_lr, optimizer_step, save_checkpoint, start_model,
                     reference_model, checkpoint_payload, check_out_dir, check_data, MetricsLog, read_jsonl,
                     read_problems, read_meta)
@@ -234,11 +234,11 @@ def grpo_loss(logps, old_logps, ref_logps, advantages, completion_mask, loss_typ
     return loss, metrics
 
 
-def masked_entropy(logits, mask, temperature):
-    """Mean entropy of the temperature-scaled next-token distributions that chose completion tokens.
-    logits (B, T+1, vocab), mask (B, T) shifted like token_logprobs' output."""
-    logp = F.log_softmax(logits[:, :-1].float() / temperature, dim=-1)   # (B, T, vocab)
-    return masked_mean(-(logp.exp() * logp).sum(dim=-1), mask)
+def token_entropy(logits, temperature):
+    """Entropy of each temperature-scaled next-token distribution, aligned like token_logprobs' output:
+    logits (R, T, vocab) -> (R, T-1)."""
+    logp = F.log_softmax(logits[:, :-1].float() / temperature, dim=-1)   # (R, T-1, vocab)
+    return -(logp.exp() * logp).sum(dim=-1)
 
 
 # -----------------------------------------------------------------------------
@@ -413,16 +413,17 @@ def check_filled(n_groups, mean_reward, rt):
 # the update
 
 
-def policy_update(model, reference, optimizer, idx, places, mask, sample_logps, advantages, lr, entropy_coef, anchor,
-                  rt):
-    """num_iterations clipped policy-gradient steps on one batch, each with the SFT anchor's NLL on the
-    (x, y, where) batch anchor (batches.sft_batch) if it is not None. Returns the metrics averaged over the
-    steps."""
+def policy_update(model, reference, optimizer, rollouts, advantages, lr, entropy_coef, anchor, rt):
+    """num_iterations clipped policy-gradient steps on one batch of rollouts (batches.rollout_batch: packed
+    rows idx, where, and each rollout's token_index, completion mask and sampling-time log-probs), each with
+    the SFT anchor's NLL on the (x, y, where) batch anchor (batches.sft_batch) if it is not None. Returns the
+    metrics averaged over the steps."""
+    idx, where, token_index, mask, sample_logps = rollouts
     model.train()
     ref_logps = None
     if reference is not None:
         with torch.no_grad(), rt.autocast, adapters_off(reference):
-            ref_logps = token_logprobs(reference(idx, places=places)[0], idx, temperature)   # (B, T-1)
+            ref_logps = token_logprobs(reference(idx, **where)[0], idx, temperature).flatten()[token_index]
     num_tokens = None
     if rt.ddp:   # dapo's divisor: the completion tokens of all ranks, per rank
         num_tokens = mask.sum().float()
@@ -431,19 +432,21 @@ def policy_update(model, reference, optimizer, idx, places, mask, sample_logps, 
     totals = {}
     for it in range(num_iterations):
         with rt.autocast:
-            logits, _ = model(idx, places=places)                         # (B, T, vocab)
-        logps = token_logprobs(logits, idx, temperature)                  # (B, T-1), at the sampling temperature
+            logits, _ = model(idx, **where)                               # (R, T, vocab): packed rows
+        # each rollout's completion tokens, unpacked: (B, M), at the sampling temperature
+        logps = token_logprobs(logits, idx, temperature).flatten()[token_index]
         if it == 0:
             old_logps = logps.detach()  # the policy that sampled, before any update: the first ratio is exactly 1
             totals["sample_logp_diff"] = masked_mean((old_logps - sample_logps).abs(), mask).item()
         loss, metrics = grpo_loss(logps, old_logps, ref_logps, advantages, mask, loss_type, epsilon_low,
                                   epsilon_high, beta, max_new_tokens, use_bias_correction_kl, num_tokens)
-        entropy = masked_entropy(logits if entropy_coef else logits.detach(), mask, temperature)
+        entropy = masked_mean(token_entropy(logits if entropy_coef else logits.detach(), temperature).flatten()
+                              [token_index], mask)
         (loss - entropy_coef * entropy).backward()
         if anchor is not None:   # its own forward and backward: the gradients add up (DDP too: two all-reduces)
             with rt.autocast:
-                x, y, where = anchor
-                sft_loss = model(x, y, **where)[1]
+                x, y, anchor_where = anchor
+                sft_loss = model(x, y, **anchor_where)[1]
             (sft_coef * sft_loss).backward()
             metrics["sft_loss"] = sft_loss.item()
         metrics.update(loss=loss.item(), entropy=entropy.item(),
@@ -543,10 +546,7 @@ def main():
         tokens_seen += sum(stats["lengths"]) * rt.world_size  # sampled tokens, across ranks
         check_filled(len(rows["rewards"]) // group_size, float(np.mean(stats["rewards"])), rt)
         advantages, _ = compute_advantages(torch.tensor(rows["rewards"]), group_size, scale_rewards)
-        idx, places, mask, sample_logps = rollout_batch(rows, tok, rt.device)
-        if truncated == "mask":
-            mask &= torch.tensor(rows["stopped"], device=rt.device)[:, None]
-            idx, places, mask, sample_logps = trim_masked_tail(idx, places, mask, sample_logps)
+        rollouts = rollout_batch(rows, tok, rt.device, rows["stopped"] if truncated == "mask" else None)
         entropy_coef = entropy_coef_start + (entropy_coef_end - entropy_coef_start) * iter_num / max_iters
         anchor = None
         if sft_rows:
@@ -555,8 +555,8 @@ def main():
             anchor_rng = np.random.default_rng([seed, rt.rank, iter_num, 1])
             ix = anchor_rng.integers(len(sft_rows), size=sft_batch_size)
             anchor = sft_batch(sft_rows, ix, tok, raw_model.config.block_size, rt.device)
-        metrics = policy_update(model, reference, optimizer, idx, places, mask, sample_logps,
-                                advantages.to(rt.device), lr, entropy_coef, anchor, rt)
+        metrics = policy_update(model, reference, optimizer, rollouts, advantages.to(rt.device), lr, entropy_coef,
+                                anchor, rt)
         iter_num += 1
 
         if rt.master and iter_num % log_interval == 0:

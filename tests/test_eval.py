@@ -195,6 +195,18 @@ def test_evaluate_checkpoint_on_a_memorising_model(memoriser):
     assert all(x["logprob"] <= 0 for x in first["tokens"])
 
 
+def test_batches_of_similar_length_answer_in_the_prompts_order(memoriser):
+    # expected lengths put prompts of similar length in one batch (batch_size 2 here); the answers still come
+    # back in the prompts' order, and the same as in file order
+    rt = setup("cpu", "float32", 0)
+    prompts, room = [q for q, _, _ in TEST_ROWS], [20] * len(TEST_ROWS)
+    in_order = ev.complete_in_rooms(memoriser, TOK, prompts, rt, room, 2)
+    by_length = ev.complete_in_rooms(memoriser, TOK, prompts, rt, room, 2, expected=[3, 1, 4, 2])
+    assert by_length == in_order
+    texts = by_length[0]
+    assert texts[0] == "2" + END and texts[2] == "12" + END   # the two it memorised, at their prompts' places
+
+
 def test_sampled_pass_at_k_and_maj_at_k(memoriser):
     rt = setup("cpu", "float32", 0)
     problems = [Problem(t, q, int(a)) for q, a, t in TEST_ROWS]

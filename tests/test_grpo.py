@@ -15,7 +15,8 @@ from model import GPT, GPTConfig, token_logprobs
 from tasks import TASK_TYPES, Problem, completion, length_cells, make_problem, problem_length
 from tokenizer import get_tokenizer
 from task_mix import auto_weights, check_weights, draw_problems, rollout_limit, without_exhausted_cells
-from batches import rollout_batch, trim_masked_tail
+from batches import rollout_batch
+from places import completion_places
 from train_grpo import compute_advantages, grpo_loss, k3_kl, reward
 
 
@@ -117,21 +118,20 @@ def test_logprobs_at_the_sampling_temperature_give_ratio_one_and_no_kl():
     completions = gen.token_lists()
     rows = {"prompts": prompts, "completions": completions,
             "sample_logps": [lp[:len(c)] for lp, c in zip(gen.logprobs, completions)]}
-    idx, _, mask, sample_logps = rollout_batch(rows, get_tokenizer("math"), "cpu")
+    idx, where, token_index, mask, sample_logps = rollout_batch(rows, get_tokenizer("math"), "cpu")
     assert mask.sum() == sum(len(c) for c in completions)
     with torch.no_grad():
-        logits, _ = model(idx)
-    logps = token_logprobs(logits, idx, T)
-    # the engine's sampling-time log-probs land where token_logprobs scores the same tokens
+        logits, _ = model(idx, **where)
+    logps = token_logprobs(logits, idx, T).flatten()[token_index]
+    # the engine's sampling-time log-probs land where the packed rows score the same tokens
     assert torch.allclose(logps * mask, sample_logps, atol=1e-5)
-    loss, metrics = grpo_loss(logps, token_logprobs(logits, idx, T), logps, torch.tensor([1.0, -1.0, 0.5]), mask,
-                              "dapo", 0.2, 0.28, 0.04)
+    old_logps = token_logprobs(logits, idx, T).flatten()[token_index]
+    loss, metrics = grpo_loss(logps, old_logps, logps, torch.tensor([1.0, -1.0, 0.5]), mask, "dapo", 0.2, 0.28, 0.04)
     assert metrics["kl"] == 0 and metrics["clip_any"] == 0
-    ratio = torch.exp(logps - token_logprobs(logits, idx, T))
-    assert (ratio[mask] == 1).all()
+    assert (torch.exp(logps - old_logps)[mask] == 1).all()
     # scored at T=1 instead, the same policy looks off-policy before any update
-    assert not torch.allclose((token_logprobs(logits, idx, 1.0) - logps)[mask], torch.zeros(int(mask.sum())),
-                              atol=1e-2)
+    assert not torch.allclose((token_logprobs(logits, idx, 1.0).flatten()[token_index] - logps)[mask],
+                              torch.zeros(int(mask.sum())), atol=1e-2)
 
 
 # ---------------------------------------------------------------- problems and weights
@@ -289,22 +289,30 @@ def test_dynamic_sampling_keeps_only_groups_whose_rewards_differ(monkeypatch, da
     assert row["kl"] == 0                                                # policy == reference before the update
 
 
-def test_masked_tail_is_cut_and_the_loss_is_unchanged():
+@pytest.mark.parametrize("pos", ["rope", "coupled"])
+def test_packed_rollouts_score_every_token_as_if_alone(pos):
+    # rollouts of very different lengths packed into shared rows: each completion token gets the log-prob it
+    # gets in a batch of its own, and the unscored rollout (truncated, masked out) takes no room
     torch.manual_seed(0)
-    model = tiny_model()
-    idx = torch.randint(0, 20, (3, 9))
-    places = torch.zeros(3, 9, 2, dtype=torch.long)
-    mask = torch.zeros(3, 8, dtype=torch.bool)
-    mask[0, 2:5] = mask[1, 1:4] = True              # row 2: a truncated row, masked out, pads the batch to 9
-    sample_logps = torch.randn(3, 8)
-    t_idx, t_places, t_mask, t_logps = trim_masked_tail(idx, places, mask, sample_logps)
-    assert t_idx.shape == (3, 6) and t_places.shape == (3, 6, 2) and t_mask.shape == t_logps.shape == (3, 5)
-    assert torch.equal(t_logps, sample_logps[:, :5]) and torch.equal(t_mask, mask[:, :5])
-    full = token_logprobs(model(idx, places=places)[0], idx)
-    cut = token_logprobs(model(t_idx, places=t_places)[0], t_idx)
-    assert torch.allclose(full[mask], cut[t_mask], atol=1e-6)          # every kept token's log-prob is the same
-    nothing = torch.zeros(3, 8, dtype=torch.bool)
-    assert trim_masked_tail(idx, places, nothing, sample_logps)[0].shape == (3, 9)
+    model = GPT(GPTConfig(block_size=64, vocab_size=260, n_layer=2, n_head=2, n_embd=32, pos=pos))
+    tok = get_tokenizer("math")
+    texts = [("1+2=?", "3"), ("345+678=?", completion(make_problem("a_plus_b_q", random.Random(0), ((3, 3), (3, 3))))),
+             ("9-5=?", "4"), ("x*7=42, x=?", "6"), ("77*8=?", "616")]
+    rows = {"prompts": [tok.encode(p) for p, _ in texts], "completions": [tok.encode(c) for _, c in texts]}
+    rows["sample_logps"] = [torch.randn(len(c)).tolist() for c in rows["completions"]]
+    scored = [True, True, True, False, True]
+    idx, where, token_index, mask, sample_logps = rollout_batch(rows, tok, "cpu", scored)
+    longest = max(len(p) + len(c) for p, c in zip(rows["prompts"], rows["completions"]))
+    assert idx.shape == (2, longest)                                   # 5 rollouts, one unscored, in 2 rows
+    assert mask.sum(dim=1).tolist() == [len(c) if s else 0 for c, s in zip(rows["completions"], scored)]
+    packed = token_logprobs(model(idx, **where)[0], idx).flatten()[token_index]   # (B, M)
+    for b, (p, c) in enumerate(zip(rows["prompts"], rows["completions"])):
+        assert torch.equal(sample_logps[b, :len(c)], torch.tensor(rows["sample_logps"][b]))
+        if not scored[b]:
+            continue
+        alone = torch.tensor([p + c])
+        logps = token_logprobs(model(alone, places=torch.tensor([completion_places(tok, p, c)]))[0], alone)
+        assert torch.allclose(packed[b, :len(c)], logps[0, len(p) - 1:], atol=1e-5)
 
 
 def test_a_sampling_round_is_sized_to_fill_the_batch(monkeypatch):
