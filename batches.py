@@ -147,7 +147,7 @@ def sft_batch(examples, ix, tok, block_size, device):
 def rollout_batch(rows, tok, device, scored=None):
     """GRPO's sampled rows ({prompts, completions, sample_logps}: token ids and their log-probs) packed into
     rows (pack_rows, longest first) for the update's forward passes: a group's completions run from 20 tokens
-    (a 1-digit sum) to 300 (past the box), and one rollout a row, right-padded to the longest, made the batch
+    (a 1-digit sum) to 300 and more (past the box), and one rollout a row, right-padded to the longest, made the batch
     mostly padding (README: GRPO). Every token keeps the position, digit place and context (the attention
     mask keeps each rollout to itself) it had when it was sampled. Built from the token ids, not from text as
     generation.encode_completions does: a sampled token sequence need not survive decode + encode.
