@@ -49,7 +49,7 @@ def pick_device(device):
 def auto_dtype(device_type, ddp=False):
     """bfloat16 on a GPU that has it. On a CPU, bfloat16 only where this machine's bf16 matmul is clearly
     faster than its fp32 one (1.2x or more, timed here for a fraction of a second): bf16 instructions alone do
-    not say. AMX tiles, or AVX512-BF16 on AMD EPYC, trained the small config 1.4-1.7x faster in bf16, but a
+    not say. AMX tiles, or AVX512-BF16 on AMD EPYC, trained bench.py's shape 1.6x or more faster in bf16, but a
     Xeon VM that reports AVX512-BF16 without AMX ran bf16 matmuls at half its fp32 speed and trained 1.4x
     slower in bf16 (README: Benchmarks). Under DDP rank 0's choice holds for every rank."""
     if device_type == "cuda":

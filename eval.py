@@ -252,13 +252,13 @@ def evaluate_checkpoint(model, tok, problems, rt, max_new_tokens=100, batch_size
     tools: generation.complete's (a calculator for word problems)."""
     prompts = [prompt_of(p) for p in problems]
     room = rooms(tok, prompts, model.config.block_size, max_new_tokens, too_long_wrong)
-    is_graded = np.array([group_of(p) != "ungraded" for p in problems])
+    groups = np.array([group_of(p) for p in problems])
+    is_graded = groups != "ungraded"
     references = {i: completion(problems[i], worked) for i in np.flatnonzero(is_graded)
                   if problems[i].type in TASK_TYPES}   # a word problem's reference is not made by tasks.py
     reference_len = {i: len(tok.encode(r)) for i, r in references.items()}
     texts, ids, logprobs = complete_in_rooms(model, tok, prompts, rt, room, batch_size, tools=tools,
                                              expected=[reference_len.get(i, 0) for i in range(len(prompts))])
-    groups = np.array([group_of(p) for p in problems])
     graded = [p for p in problems if isinstance(p, Problem)]
     N = len(problems)
     per_item = {"canonical": np.array([format_ok(p, t) for p, t in zip(problems, texts)]),
