@@ -7,7 +7,7 @@ prompt. Reads like nanochat's chat_rl.py.
     python train_grpo.py config/grpo_small.py
     python train_grpo.py config/grpo_small.py --init_from=out/dpo/ckpt.pt --beta=0.04
     python train_grpo.py config/grpo_small.py --init_from=out/dpo/ckpt.pt --lora_rank=8 --lora_alpha=16 \
-        --out_dir=out/grpo_lora      # LoRA (lora.py); with beta > 0 the reference is the base, adapters off
+        --average_weight=1 --out_dir=out/grpo_lora   # LoRA (lora.py); with beta > 0 the reference is the base
     torchrun --standalone --nproc_per_node=2 train_grpo.py config/grpo_small.py --prompts_per_step=8   # 16 a step
     python train_grpo.py config/grpo_gsm8k_gpt2.py    # GSM8K's training questions, rewarded by their '#### N'
 
@@ -58,6 +58,10 @@ The knobs
   sft_coef           + sft_coef x the NLL of sft_batch_size worked solutions of sft_train.jsonl in every update
                      (InstructGPT's PPO-ptx): solved problems give all-equal rewards and so no gradient,
                      and without an anchor the cells GRPO does not practise drift
+  average_weight     the last checkpoint holds average_weight x the trained weights + the rest x average_with's
+                     (WiSE-FT, Wortsman et al. 2022: a weight-space ensemble of the fine-tuned model and the one
+                     before it keeps most of both): GRPO's gains past the box, SFT's accuracy in it. The trained
+                     weights stay in the checkpoint (trained_model), and a resume continues from them
 
 What is simplified, honestly
   - The reward looks at the final answer only; the worked steps are not checked (tasks.check_steps could).
@@ -77,6 +81,7 @@ import math
 import os
 import random
 import time
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -87,7 +92,7 @@ import gsm8k
 from batches import rollout_batch, sft_batch
 from common import (setup, wrap_model, teardown, get_lr, optimizer_step, save_checkpoint, start_model,
                     reference_model, checkpoint_payload, check_out_dir, check_data, MetricsLog, read_jsonl,
-                    read_problems, read_meta)
+                    read_problems, read_meta, load_checkpoint, model_from_checkpoint)
 from generation import generate, greedy_accuracy, greedy_correct, place_trackers
 from configurator import configure
 from lora import adapters_off, describe, settings
@@ -140,6 +145,9 @@ entropy_coef_start = 0.0
 entropy_coef_end = 0.0
 sft_coef = 1.0                       # 0: no SFT anchor; without it the cells GRPO does not practise drift
 sft_batch_size = 32
+# WiSE-FT: the stage's checkpoint is an average of the trained weights and an earlier checkpoint's
+average_with = "out/sft/ckpt.pt"     # the checkpoint to average with: SFT, which the box came from
+average_weight = 0.75                # the trained weights' share (README: GRPO measures it); 1: no average
 # AdamW and its schedule (min_lr = learning_rate gives a constant rate)
 max_iters = 60
 learning_rate = 1.5e-5
@@ -241,6 +249,12 @@ def token_entropy(logits, temperature):
     return -(logp.exp() * logp).sum(dim=-1)
 
 
+def average_state(trained, other, weight):
+    """WiSE-FT's weight-space ensemble of two state dicts of one shape: weight x trained + (1 - weight) x other,
+    tensor by tensor, in float32 (then back to each tensor's dtype)."""
+    return {k: torch.lerp(other[k].float(), v.float(), weight).to(v.dtype) for k, v in trained.items()}
+
+
 # -----------------------------------------------------------------------------
 # problems and rewards
 
@@ -263,6 +277,11 @@ def check_config():
         raise SystemExit(f"task_weights must be None (auto) or a dict {{type: weight}}, got {task_weights!r}")
     if practice == "edge" and task_weights is None and edge_lengths + box_lengths == 0:
         raise SystemExit("edge_lengths=0 and box_lengths=0: the edge would measure no length; give one of them > 0")
+    if not 0 <= average_weight <= 1:
+        raise SystemExit(f"average_weight={average_weight}: the trained weights' share of the average is 0 to 1")
+    if average_weight < 1 and lora_rank > 0:
+        raise SystemExit(f"average_weight={average_weight} averages whole models, and lora_rank={lora_rank} trains "
+                         "adapters: pass --average_weight=1 with LoRA")
     if task_weights is not None and practice == "file":
         raise SystemExit("task_weights weighs the task generator's types, but practice='file' draws the problems of "
                          "sft_train.jsonl: drop task_weights, or practise with 'edge' or 'box'")
@@ -386,6 +405,18 @@ def measure_practice(model, tok, rt, task_digits, held_out, iter_num, log=None):
     return weights
 
 
+def average_partner(model):
+    """The weights of average_with, checked against the model's shape before any time is spent training."""
+    if not os.path.exists(average_with):
+        raise SystemExit(f"average_with={average_with}: no such checkpoint to average the trained weights with; "
+                         "pass --average_with=PATH (the SFT checkpoint), or --average_weight=1 for no average")
+    other = model_from_checkpoint(load_checkpoint(average_with), "cpu")
+    if asdict(other.config) | {"dropout": 0.0} != asdict(model.config) | {"dropout": 0.0}:
+        raise SystemExit(f"average_with={average_with} is another model than the one GRPO trains (its shape "
+                         f"differs): average with the checkpoint this run comes from, or pass --average_weight=1")
+    return {k: v.to(next(model.parameters()).device) for k, v in other.state_dict().items()}
+
+
 def mean_over_ranks(value, rt):
     """A float averaged over the DDP ranks (itself without DDP), so that every rank acts on the same number."""
     if not rt.ddp:
@@ -475,7 +506,10 @@ def main():
     model, ckpt, resuming, ckpt_path = start_model(init_from, out_dir, rt, dropout=0.0, stage="grpo",
                                                    lora=settings(config))
     model.grad_checkpoint = grad_checkpoint
+    if resuming and "trained_model" in ckpt:   # the last checkpoint holds the average: go on from the trained weights
+        model.load_state_dict(ckpt["trained_model"])
     check_data(ckpt["tokenizer"], ckpt["model_args"]["vocab_size"], meta, ckpt_path, data_dir)
+    averaged_with = average_partner(model) if average_weight < 1 else None
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), rt.device_type)
     iter_num = 0
     tokens_seen = 0
@@ -520,20 +554,26 @@ def main():
         print(f"practice: the {len(pool):,} problems of {data_dir}/sft_train.jsonl" if pool else
               "task mix (type share: heaviest digit-count cells)\n" + describe_mix(weights))
 
+    def evaluate(what):
+        acc = greedy_accuracy(raw_model, tok, eval_problems, rt, max_new_tokens)
+        print(f"{what}: greedy accuracy {acc['overall']:.3f} on {len(eval_problems)} held-out problems")
+        print("  " + ", ".join(f"{t} {a:.2f}" for t, a in acc.items() if t != "overall"))
+        return acc
+
+    def save(accuracy, **extra):   # the step's checkpoint: iter_num, weights and the counters as they are now
+        save_checkpoint(os.path.join(out_dir, "ckpt.pt"),
+                        **checkpoint_payload(raw_model, optimizer, config, iter_num, meta, stage="grpo",
+                                             reference_from=reference_from, task_weights=weights, accuracy=accuracy,
+                                             tokens_seen=tokens_seen, informative_share=informative_share, **extra))
+
     t_start = time.time()
     while True:
         lr = get_lr(iter_num, learning_rate, min_lr, warmup_iters, decay_iters)
         if rt.master and (iter_num % eval_interval == 0 or iter_num == max_iters):
-            acc = greedy_accuracy(raw_model, tok, eval_problems, rt, max_new_tokens)
-            print(f"step {iter_num}: greedy accuracy {acc['overall']:.3f} on {len(eval_problems)} held-out problems")
-            print("  " + ", ".join(f"{t} {a:.2f}" for t, a in acc.items() if t != "overall"))
+            acc = evaluate(f"step {iter_num}")
             log.write(iter=iter_num, split="eval", accuracy=acc, lr=lr, elapsed_s=time.time() - t_start)
             if iter_num > 0 or max_iters == 0:
-                save_checkpoint(os.path.join(out_dir, "ckpt.pt"),
-                                **checkpoint_payload(raw_model, optimizer, config, iter_num, meta,
-                                                     stage="grpo", reference_from=reference_from,
-                                                     task_weights=weights, accuracy=acc, tokens_seen=tokens_seen,
-                                                     informative_share=informative_share))
+                save(acc)
         if iter_num >= max_iters:
             break
 
@@ -578,6 +618,13 @@ def main():
                   f"{row['sample_tokens_per_s']:,.0f} tok/s), lr {lr:.2e}")
             log.write(iter=iter_num, split="train", **{k: float(v) for k, v in row.items()}, lr=lr,
                       ms_per_iter=dt * 1000, elapsed_s=time.time() - t_start)
+    if rt.master and averaged_with is not None:
+        # WiSE-FT: the stage's checkpoint is the average; the trained weights stay in it, for a resume
+        trained = {k: v.detach().clone() for k, v in raw_model.state_dict().items()}
+        raw_model.load_state_dict(average_state(trained, averaged_with, average_weight))
+        acc = evaluate(f"the average {average_weight:g} x trained + {1 - average_weight:g} x {average_with}")
+        log.write(iter=iter_num, split="average", accuracy=acc, elapsed_s=time.time() - t_start)
+        save(acc, trained_model=trained, average_with=average_with)
     if rt.master:
         print(f"done in {time.time() - t_start:.1f}s; checkpoint {os.path.join(out_dir, 'ckpt.pt')}")
     teardown(rt)

@@ -17,7 +17,7 @@ from tokenizer import get_tokenizer
 from task_mix import auto_weights, check_weights, draw_problems, rollout_limit, without_exhausted_cells
 from batches import rollout_batch
 from places import completion_places
-from train_grpo import compute_advantages, grpo_loss, k3_kl, reward
+from train_grpo import average_state, compute_advantages, grpo_loss, k3_kl, reward
 
 
 # ---------------------------------------------------------------- advantages
@@ -209,8 +209,9 @@ def run_grpo(monkeypatch, *args, patch=None):
     if patch:
         patch(module)
     # a random model never stops: short completions and a small eval keep each run to a second or two
+    # no WiSE-FT average unless a test asks for one: the tiny config's average_with (out/tiny/sft) is not there
     monkeypatch.setattr(sys, "argv", ["train_grpo.py", "config/grpo_tiny.py", "--device=cpu", "--max_new_tokens=24",
-                                      "--n_eval_problems=14", *args])
+                                      "--n_eval_problems=14", "--average_weight=1", *args])
     module.main()
     return module
 
@@ -252,6 +253,57 @@ def test_end_to_end_then_resume(monkeypatch, data_dir, random_ckpt, tmp_path):
     assert len(references) == 1 and references[0] is not None          # reloaded from reference_from
     train = read_log(out, "train")
     assert [r["iter"] for r in train] == [1, 2, 3] and "kl" not in train[0] and train[2]["kl"] >= 0
+
+
+def test_average_state_is_the_weighted_mean_of_two_state_dicts():
+    trained = {"w": torch.tensor([1.0, 2.0]), "b": torch.tensor([4.0], dtype=torch.bfloat16)}
+    other = {"w": torch.tensor([5.0, -2.0]), "b": torch.tensor([0.0], dtype=torch.bfloat16)}
+    averaged = average_state(trained, other, 0.75)
+    assert averaged["w"].tolist() == [2.0, 1.0]                          # 0.75 x 1 + 0.25 x 5, 0.75 x 2 - 0.25 x 2
+    assert averaged["b"].dtype == torch.bfloat16 and averaged["b"].item() == 3.0
+    assert average_state(trained, other, 1.0)["w"].tolist() == [1.0, 2.0]
+
+
+def test_the_last_checkpoint_holds_the_average_and_a_resume_goes_on_from_the_trained_weights(
+        monkeypatch, data_dir, random_ckpt, tmp_path):
+    torch.manual_seed(1)   # another random model of the same shape stands for SFT
+    sft = write_checkpoint(tmp_path / "sft.pt", GPT(GPTConfig(block_size=320, vocab_size=260, n_layer=2, n_head=2,
+                                                              n_embd=32)))
+    out = tmp_path / "grpo"
+    common = (f"--init_from={random_ckpt}", f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=1",
+              "--average_weight=0.75", f"--average_with={sft}", "--dtype=float32")
+    run_grpo(monkeypatch, *common)
+    ckpt = torch.load(out / "ckpt.pt", weights_only=True)
+    other = torch.load(sft, weights_only=True)["model"]
+    assert ckpt["average_with"] == str(sft) and ckpt["iter_num"] == 1
+    for name, trained in ckpt["trained_model"].items():
+        assert torch.allclose(ckpt["model"][name], 0.75 * trained + 0.25 * other[name], atol=1e-6), name
+    assert not torch.equal(ckpt["model"]["lm_head.weight"], ckpt["trained_model"]["lm_head.weight"])
+    average_row, = read_log(out, "average")
+    assert average_row["accuracy"] == ckpt["accuracy"]
+
+    # a resume starts from the trained weights (from the average, it would save the average as trained_model)
+    run_grpo(monkeypatch, *common, "--init_from=resume")
+    resumed = torch.load(out / "ckpt.pt", weights_only=True)
+    for name, trained in ckpt["trained_model"].items():
+        assert torch.equal(resumed["trained_model"][name], trained) and torch.equal(resumed["model"][name],
+                                                                                     ckpt["model"][name]), name
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--average_weight=1.5"], r"average_weight=1\.5: the trained weights' share of the average is 0 to 1"),
+    (["--average_weight=0.5", "--lora_rank=4"], r"averages whole models, and lora_rank=4 trains adapters"),
+    (["--average_weight=0.5", "--average_with=nowhere.pt"], r"average_with=nowhere\.pt: no such checkpoint"),
+    (["--average_weight=0.5", "--average_with=OTHER_SHAPE"], r"is another model than the one GRPO trains"),
+])
+def test_a_bad_average_is_a_one_line_error(monkeypatch, data_dir, random_ckpt, tmp_path, args, message):
+    other_shape = write_checkpoint(tmp_path / "other.pt", GPT(GPTConfig(block_size=64, vocab_size=260, n_layer=1,
+                                                                        n_head=2, n_embd=16)))
+    args = [a.replace("OTHER_SHAPE", str(other_shape)) for a in args]
+    with pytest.raises(SystemExit, match=message) as e:
+        run_grpo(monkeypatch, f"--init_from={random_ckpt}", f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'o'}",
+                 *args)
+    assert "\n" not in str(e.value)
 
 
 def test_sft_anchor_adds_the_nll_of_worked_solutions(monkeypatch, data_dir, random_ckpt, tmp_path):

@@ -252,7 +252,7 @@ def test_grpo_with_lora_takes_its_kl_against_the_base_under_the_adapters(data_di
             f"--init_from={pretrained / 'ckpt.pt'}", f"--out_dir={out}", "--max_new_tokens=24",
             "--n_eval_problems=14", "--beta=0.04", "--num_iterations=1", "--learning_rate=1e-2", "--min_lr=1e-2",
             "--truncated=penalize",   # every completion in the loss (and the KL): a tiny model never stops
-            *LORA)
+            "--average_weight=1", *LORA)
     train = log_rows(out, "train")
     assert train[0]["kl"] == 0 and train[1]["kl"] > 0      # zero adapters: the policy is its reference, then moves
     check_adapter_checkpoint(out / "ckpt.pt", pretrained / "ckpt.pt", 2)
