@@ -78,6 +78,21 @@ def environment(out_root):
             ("CPU cores", str(os.cpu_count())), ("python", platform.python_version()), ("model", model)]
 
 
+def average_note(out_root):
+    """A line saying that GRPO's checkpoint is an average (train_grpo.py's average_weight), with the trained
+    weights' and the average's greedy accuracy on the validation problems GRPO evaluates on (its log)."""
+    path = os.path.join(out_root, "grpo", "ckpt.pt")
+    if not os.path.exists(path) or "average_with" not in (ckpt := load_checkpoint(path)):
+        return []
+    weight = ckpt["config"]["average_weight"]
+    log = [json.loads(line) for line in open(os.path.join(out_root, "grpo", "log.jsonl"))]
+    trained = [r for r in log if r["split"] == "eval"][-1]["accuracy"]["overall"]
+    average = [r for r in log if r["split"] == "average"][-1]["accuracy"]["overall"]
+    return [f"The grpo checkpoint is the average {weight:g} x its trained weights + {1 - weight:g} x "
+            f"{ckpt['average_with']} (WiSE-FT, train_grpo.py's average_weight): greedy accuracy on the validation "
+            f"problems of its log {100 * trained:.1f}% trained, {100 * average:.1f}% averaged.", ""]
+
+
 def accuracy_section(title, results_path, by_length=False):
     """The accuracy table of an eval.py results.json; by_length: a table by length for every checkpoint."""
     if not os.path.exists(results_path):
@@ -101,7 +116,7 @@ def main():
     lines += [f"| {k} | {v} |" for k, v in environment(out_root)]
     lines += ["", "## Stages", "", "| stage | wall-clock s | tokens seen | iterations |", "|---|---:|---:|---:|"]
     lines += [f"| {s} | {sec} | {tok} | {it} |" for s, sec, tok, it in rows]
-    lines += [f"| **total** | **{sum(r[1] for r in rows)}** | | |", ""]
+    lines += [f"| **total** | **{sum(r[1] for r in rows)}** | | |", ""] + average_note(out_root)
     lines += accuracy_section("Accuracy in distribution (test.jsonl)", os.path.join(out_root, "eval", "results.json"))
     lines += accuracy_section("Accuracy with operands uniform over all numbers (test_uniform.jsonl)",
                               os.path.join(out_root, "eval_uniform", "results.json"))
