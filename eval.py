@@ -40,7 +40,7 @@ from scoring import bootstrap_ci, completion_token_hits, group_metrics, length_m
 from generation import check_prompt, complete, encode_example
 from configurator import configure
 import gsm8k
-from tasks import (TASK_TYPES, Problem, completion, has_canonical_format, parse_prompt,
+from tasks import (TASK_TYPES, Problem, completion, has_canonical_format, normalize_prompt, parse_prompt,
                    problem_length, sample_problems)
 from tokenizer import get_tokenizer, token_label
 
@@ -93,13 +93,14 @@ def prompt_of(item):
 
 
 def read_prompts(path):
-    """One prompt a line; a line that states one of the task forms becomes a Problem with its answer
-    computed, any other line stays a plain prompt: it is run but not graded."""
+    """One prompt a line; a line that states one of the task forms, spaces dropped as sample.py drops them
+    (`3 + 4 = ?` is `3+4=?`), becomes a Problem with its answer computed; any other line stays a plain prompt,
+    as written: it is run but not graded."""
     with open(path) as f:
         lines = [line.strip() for line in f if line.strip()]
     if not lines:
         raise SystemExit(f"{path} has no prompts: write one a line, e.g. 17+19=?")
-    return [parse_prompt(line) or line for line in lines]
+    return [parse_prompt(normalize_prompt(line)) or line for line in lines]
 
 
 def load_problems(source, data_dir, n_per_type=0, seed=1337):

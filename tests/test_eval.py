@@ -166,10 +166,11 @@ def test_generated_problems_follow_the_data_config_and_seed(tmp_path):
 
 def test_plain_prompts_are_graded_when_they_parse(tmp_path):
     path = tmp_path / "prompts.txt"
-    path.write_text("17+19=?\n\n72-x=34, x=?\nhow are you\n7/2=?\n")
+    path.write_text("17+19=?\n\n72-x=34, x=?\n3 + 4 = ?\nx * 11 = 44 , x = ?\nhow are you\n7/2=?\n")
     items = ev.load_problems(str(path), str(tmp_path))
-    assert items[:2] == [Problem("a_plus_b_q", "17+19=?", 36), Problem("b_minus_x_eq_c_q", "72-x=34, x=?", 38)]
-    assert items[2:] == ["how are you", "7/2=?"]        # run, but not graded
+    assert items[:4] == [Problem("a_plus_b_q", "17+19=?", 36), Problem("b_minus_x_eq_c_q", "72-x=34, x=?", 38),
+                         Problem("a_plus_b_q", "3+4=?", 7), Problem("x_times_b_eq_c_q", "x*11=44, x=?", 4)]
+    assert items[4:] == ["how are you", "7/2=?"]        # run as written, but not graded
 
 
 # ---------------------------------------------------------------- one model
