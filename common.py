@@ -323,7 +323,7 @@ def check_data(tokenizer_name, vocab_size, meta, ckpt_path, data_dir):
 class MetricsLog:
     """out_dir/log.jsonl, one JSON object per logged step, for the notebooks' plots. On resume the
     rows written after the last checkpoint are dropped, and so is the evaluation at the checkpoint's own
-    step, which the resumed run repeats as its first act."""
+    step, which the resumed run repeats as its first act (and GRPO's average, which it writes again)."""
 
     def __init__(self, out_dir, resume_iter=None):
         self.path = os.path.join(out_dir, "log.jsonl")
@@ -340,7 +340,7 @@ class MetricsLog:
                         raise SystemExit(f"{self.path}:{lineno}: malformed JSON ({e.msg})")
                     print(f"{self.path}: dropped the cut-off last line (the run was killed while writing it)")
         kept = [row for row in rows if row["iter"] < resume_iter
-                or (row["iter"] == resume_iter and row.get("split") != "eval")]
+                or (row["iter"] == resume_iter and row.get("split") not in ("eval", "average"))]
         with open(self.path, "w") as f:
             f.writelines(json.dumps(row) + "\n" for row in kept)
 

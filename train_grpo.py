@@ -77,6 +77,7 @@ What is simplified, honestly
     completion tokens of all ranks, as TRL does), and the logs show rank 0's rollouts.
   - Dynamic sampling that runs out of rounds trains on the informative groups it has (logged as groups).
 """
+import copy
 import math
 import os
 import random
@@ -95,7 +96,7 @@ from common import (setup, wrap_model, teardown, get_lr, optimizer_step, save_ch
                     read_problems, read_meta, load_checkpoint, model_from_checkpoint)
 from generation import generate, greedy_accuracy, greedy_correct, place_trackers
 from configurator import configure
-from lora import adapters_off, describe, settings
+from lora import adapters_off, describe, is_adapted, settings
 from model import token_logprobs
 from task_mix import (auto_weights, check_weights, describe_edge, describe_mix, draw_problems, edge_problems,
                       edge_weights, file_problems, held_out_problems, measure_edge, rollout_limit,
@@ -252,7 +253,7 @@ def token_entropy(logits, temperature):
 def average_state(trained, other, weight):
     """WiSE-FT's weight-space ensemble of two state dicts of one shape: weight x trained + (1 - weight) x other,
     tensor by tensor, in float32 (then back to each tensor's dtype)."""
-    return {k: torch.lerp(other[k].float(), v.float(), weight).to(v.dtype) for k, v in trained.items()}
+    return {k: torch.lerp(other[k].to(v.device).float(), v.float(), weight).to(v.dtype) for k, v in trained.items()}
 
 
 # -----------------------------------------------------------------------------
@@ -405,16 +406,34 @@ def measure_practice(model, tok, rt, task_digits, held_out, iter_num, log=None):
     return weights
 
 
-def average_partner(model):
-    """The weights of average_with, checked against the model's shape before any time is spent training."""
+def descends_from(path, ancestor, depth=8):
+    """Whether the checkpoint at path is ancestor, or was trained from it: the init_from each checkpoint's config
+    records (a resumed one's reference_from), followed back."""
+    for _ in range(depth):
+        if os.path.abspath(path) == os.path.abspath(ancestor):
+            return True
+        ckpt = load_checkpoint(path)
+        parent = ckpt.get("config", {}).get("init_from")
+        path = ckpt.get("reference_from") if parent == "resume" else parent
+        if not path or not os.path.exists(path):
+            return False
+    return False
+
+
+def average_partner(model, start):
+    """The weights of average_with (on the CPU), checked before any time is spent training: a checkpoint of
+    the model's shape that the run's start checkpoint descends from."""
+    fix = "pass --average_with=<the SFT checkpoint this run descends from>, or --average_weight=1 for no average"
     if not os.path.exists(average_with):
-        raise SystemExit(f"average_with={average_with}: no such checkpoint to average the trained weights with; "
-                         "pass --average_with=PATH (the SFT checkpoint), or --average_weight=1 for no average")
+        raise SystemExit(f"average_with={average_with}: no such checkpoint to average the trained weights with; {fix}")
     other = model_from_checkpoint(load_checkpoint(average_with), "cpu")
     if asdict(other.config) | {"dropout": 0.0} != asdict(model.config) | {"dropout": 0.0}:
         raise SystemExit(f"average_with={average_with} is another model than the one GRPO trains (its shape "
-                         f"differs): average with the checkpoint this run comes from, or pass --average_weight=1")
-    return {k: v.to(next(model.parameters()).device) for k, v in other.state_dict().items()}
+                         f"differs); {fix}")
+    if not descends_from(start, average_with):
+        raise SystemExit(f"average_with={average_with} is not a checkpoint that {start} was trained from (by the "
+                         f"init_from the checkpoints record): an average with another run's weights means nothing; {fix}")
+    return other.state_dict()
 
 
 def mean_over_ranks(value, rt):
@@ -508,8 +527,10 @@ def main():
     model.grad_checkpoint = grad_checkpoint
     if resuming and "trained_model" in ckpt:   # the last checkpoint holds the average: go on from the trained weights
         model.load_state_dict(ckpt["trained_model"])
+    if average_weight < 1 and is_adapted(model):   # a resumed LoRA run: lora_rank comes from its checkpoint
+        raise SystemExit(f"average_weight={average_weight} averages whole models, and {ckpt_path} holds LoRA "
+                         "adapters: pass --average_weight=1 with LoRA")
     check_data(ckpt["tokenizer"], ckpt["model_args"]["vocab_size"], meta, ckpt_path, data_dir)
-    averaged_with = average_partner(model) if average_weight < 1 else None
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), rt.device_type)
     iter_num = 0
     tokens_seen = 0
@@ -521,6 +542,7 @@ def main():
     # the KL reference is the checkpoint the run started from, also after a resume (its path is in the checkpoint)
     reference_from = ckpt["reference_from"] if resuming else init_from
     reference = reference_model(model, resuming, reference_from, rt.device) if beta > 0 else None
+    averaged_with = average_partner(model, reference_from) if average_weight < 1 else None
 
     log = MetricsLog(out_dir, resume_iter=iter_num if resuming else None) if rt.master else None
     held_out_list = held_out_problems(data_dir, family)
@@ -572,7 +594,8 @@ def main():
         if rt.master and (iter_num % eval_interval == 0 or iter_num == max_iters):
             acc = evaluate(f"step {iter_num}")
             log.write(iter=iter_num, split="eval", accuracy=acc, lr=lr, elapsed_s=time.time() - t_start)
-            if iter_num > 0 or max_iters == 0:
+            # the last step's checkpoint is the average, written below (the trained weights in it)
+            if (iter_num > 0 or max_iters == 0) and not (iter_num == max_iters and averaged_with is not None):
                 save(acc)
         if iter_num >= max_iters:
             break
@@ -620,7 +643,7 @@ def main():
                       ms_per_iter=dt * 1000, elapsed_s=time.time() - t_start)
     if rt.master and averaged_with is not None:
         # WiSE-FT: the stage's checkpoint is the average; the trained weights stay in it, for a resume
-        trained = {k: v.detach().clone() for k, v in raw_model.state_dict().items()}
+        trained = copy.deepcopy(raw_model.state_dict())   # one copy: tied weights stay one tensor
         raw_model.load_state_dict(average_state(trained, averaged_with, average_weight))
         acc = evaluate(f"the average {average_weight:g} x trained + {1 - average_weight:g} x {average_with}")
         log.write(iter=iter_num, split="average", accuracy=acc, elapsed_s=time.time() - t_start)

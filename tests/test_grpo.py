@@ -4,6 +4,7 @@ import importlib
 import itertools
 import json
 import random
+import re
 import sys
 
 import pytest
@@ -105,8 +106,8 @@ def test_k3_is_an_unbiased_estimate_of_kl():
     assert (k3_kl(q.log(), p.log()) >= 0).all()
 
 
-def tiny_model(block_size=320, n_embd=32):
-    torch.manual_seed(0)
+def tiny_model(block_size=320, n_embd=32, seed=0):
+    torch.manual_seed(seed)
     return GPT(GPTConfig(block_size=block_size, vocab_size=260, n_layer=2, n_head=2, n_embd=n_embd))
 
 
@@ -192,10 +193,11 @@ def test_configured_task_weights_spread_evenly_over_the_cells():
 
 # ---------------------------------------------------------------- end to end on a tiny random checkpoint
 
-def write_checkpoint(path, model, tokenizer="math"):
+def write_checkpoint(path, model, tokenizer="math", config=None):
     opt = model.configure_optimizers(0.0, 1e-3, (0.9, 0.99), "cpu")
-    save_checkpoint(str(path), **checkpoint_payload(model, opt, {}, 0, {"tokenizer": tokenizer}))
+    save_checkpoint(str(path), **checkpoint_payload(model, opt, config or {}, 0, {"tokenizer": tokenizer}))
     return path
+
 
 
 @pytest.fixture(scope="module")
@@ -266,11 +268,11 @@ def test_average_state_is_the_weighted_mean_of_two_state_dicts():
 
 def test_the_last_checkpoint_holds_the_average_and_a_resume_goes_on_from_the_trained_weights(
         monkeypatch, data_dir, random_ckpt, tmp_path):
-    torch.manual_seed(1)   # another random model of the same shape stands for SFT
-    sft = write_checkpoint(tmp_path / "sft.pt", GPT(GPTConfig(block_size=320, vocab_size=260, n_layer=2, n_head=2,
-                                                              n_embd=32)))
+    # another random model of the same shape stands for SFT, which the start was trained from
+    sft = write_checkpoint(tmp_path / "sft.pt", tiny_model(seed=1))
+    start = write_checkpoint(tmp_path / "dpo.pt", tiny_model(), config={"init_from": str(sft)})
     out = tmp_path / "grpo"
-    common = (f"--init_from={random_ckpt}", f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=1",
+    common = (f"--init_from={start}", f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=1",
               "--average_weight=0.75", f"--average_with={sft}", "--dtype=float32")
     run_grpo(monkeypatch, *common)
     ckpt = torch.load(out / "ckpt.pt", weights_only=True)
@@ -281,10 +283,12 @@ def test_the_last_checkpoint_holds_the_average_and_a_resume_goes_on_from_the_tra
     assert not torch.equal(ckpt["model"]["lm_head.weight"], ckpt["trained_model"]["lm_head.weight"])
     average_row, = read_log(out, "average")
     assert average_row["accuracy"] == ckpt["accuracy"]
+    assert [r["iter"] for r in read_log(out, "eval")] == [0, 1]        # the trained weights' accuracy, logged too
 
     # a resume starts from the trained weights (from the average, it would save the average as trained_model)
     run_grpo(monkeypatch, *common, "--init_from=resume")
     resumed = torch.load(out / "ckpt.pt", weights_only=True)
+    assert len(read_log(out, "average")) == 1                            # written again, not twice
     for name, trained in ckpt["trained_model"].items():
         assert torch.equal(resumed["trained_model"][name], trained) and torch.equal(resumed["model"][name],
                                                                                      ckpt["model"][name]), name
@@ -295,11 +299,14 @@ def test_the_last_checkpoint_holds_the_average_and_a_resume_goes_on_from_the_tra
     (["--average_weight=0.5", "--lora_rank=4"], r"averages whole models, and lora_rank=4 trains adapters"),
     (["--average_weight=0.5", "--average_with=nowhere.pt"], r"average_with=nowhere\.pt: no such checkpoint"),
     (["--average_weight=0.5", "--average_with=OTHER_SHAPE"], r"is another model than the one GRPO trains"),
+    (["--average_weight=0.5", "--average_with=STRANGER"], r"STRANGER is not a checkpoint that .* was trained from"),
 ])
 def test_a_bad_average_is_a_one_line_error(monkeypatch, data_dir, random_ckpt, tmp_path, args, message):
     other_shape = write_checkpoint(tmp_path / "other.pt", GPT(GPTConfig(block_size=64, vocab_size=260, n_layer=1,
                                                                         n_head=2, n_embd=16)))
-    args = [a.replace("OTHER_SHAPE", str(other_shape)) for a in args]
+    stranger = write_checkpoint(tmp_path / "stranger.pt", tiny_model(seed=2))   # the shape, not the lineage
+    args = [a.replace("OTHER_SHAPE", str(other_shape)).replace("STRANGER", str(stranger)) for a in args]
+    message = message.replace("STRANGER", re.escape(str(stranger)))
     with pytest.raises(SystemExit, match=message) as e:
         run_grpo(monkeypatch, f"--init_from={random_ckpt}", f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'o'}",
                  *args)
