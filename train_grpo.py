@@ -280,9 +280,6 @@ def check_config():
         raise SystemExit("edge_lengths=0 and box_lengths=0: the edge would measure no length; give one of them > 0")
     if not 0 <= average_weight <= 1:
         raise SystemExit(f"average_weight={average_weight}: the trained weights' share of the average is 0 to 1")
-    if average_weight < 1 and lora_rank > 0:
-        raise SystemExit(f"average_weight={average_weight} averages whole models, and lora_rank={lora_rank} trains "
-                         "adapters: pass --average_weight=1 with LoRA")
     if task_weights is not None and practice == "file":
         raise SystemExit("task_weights weighs the task generator's types, but practice='file' draws the problems of "
                          "sft_train.jsonl: drop task_weights, or practise with 'edge' or 'box'")
@@ -527,8 +524,8 @@ def main():
     model.grad_checkpoint = grad_checkpoint
     if resuming and "trained_model" in ckpt:   # the last checkpoint holds the average: go on from the trained weights
         model.load_state_dict(ckpt["trained_model"])
-    if average_weight < 1 and is_adapted(model):   # a resumed LoRA run: lora_rank comes from its checkpoint
-        raise SystemExit(f"average_weight={average_weight} averages whole models, and {ckpt_path} holds LoRA "
+    if average_weight < 1 and is_adapted(model):   # lora_rank > 0, or a resumed LoRA run's own adapters
+        raise SystemExit(f"average_weight={average_weight} averages whole models, and this run trains LoRA "
                          "adapters: pass --average_weight=1 with LoRA")
     check_data(ckpt["tokenizer"], ckpt["model_args"]["vocab_size"], meta, ckpt_path, data_dir)
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), rt.device_type)

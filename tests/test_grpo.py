@@ -296,7 +296,7 @@ def test_the_last_checkpoint_holds_the_average_and_a_resume_goes_on_from_the_tra
 
 @pytest.mark.parametrize("args, message", [
     (["--average_weight=1.5"], r"average_weight=1\.5: the trained weights' share of the average is 0 to 1"),
-    (["--average_weight=0.5", "--lora_rank=4"], r"averages whole models, and lora_rank=4 trains adapters"),
+    (["--average_weight=0.5", "--lora_rank=4"], r"averages whole models, and this run trains LoRA adapters"),
     (["--average_weight=0.5", "--average_with=nowhere.pt"], r"average_with=nowhere\.pt: no such checkpoint"),
     (["--average_weight=0.5", "--average_with=OTHER_SHAPE"], r"is another model than the one GRPO trains"),
     (["--average_weight=0.5", "--average_with=STRANGER"], r"STRANGER is not a checkpoint that .* was trained from"),
