@@ -233,6 +233,20 @@ def load_checkpoint(path, device="cpu"):
     return ckpt
 
 
+def descends_from(path, ancestor, depth=8):
+    """Whether the checkpoint at path is ancestor, or was trained from it: the init_from each checkpoint's config
+    records (a resumed one's reference_from), followed back."""
+    for _ in range(depth):
+        if os.path.abspath(path) == os.path.abspath(ancestor):
+            return True
+        ckpt = load_checkpoint(path)
+        parent = ckpt.get("config", {}).get("init_from")
+        path = ckpt.get("reference_from") if parent == "resume" else parent
+        if not path or not os.path.exists(path):
+            return False
+    return False
+
+
 def model_from_checkpoint(ckpt, device, dropout=None, merge_lora=True):
     """The GPT a checkpoint holds. An adapter checkpoint (lora.py) is its base checkpoint plus the adapters:
     merged into a plain GPT (merge_lora), or kept apart as they trained, on a base quantized as it was."""

@@ -93,7 +93,7 @@ import gsm8k
 from batches import rollout_batch, sft_batch
 from common import (setup, wrap_model, teardown, get_lr, optimizer_step, save_checkpoint, start_model,
                     reference_model, checkpoint_payload, check_out_dir, check_data, MetricsLog, read_jsonl,
-                    read_problems, read_meta, load_checkpoint, model_from_checkpoint)
+                    read_problems, read_meta, load_checkpoint, model_from_checkpoint, descends_from)
 from generation import generate, greedy_accuracy, greedy_correct, place_trackers
 from configurator import configure
 from lora import adapters_off, describe, is_adapted, settings
@@ -401,20 +401,6 @@ def measure_practice(model, tok, rt, task_digits, held_out, iter_num, log=None):
                          f"{edge_lengths} past it) gives a group whose rewards differ: every one is always right "
                          "or always wrong; change edge_lengths or box_lengths")
     return weights
-
-
-def descends_from(path, ancestor, depth=8):
-    """Whether the checkpoint at path is ancestor, or was trained from it: the init_from each checkpoint's config
-    records (a resumed one's reference_from), followed back."""
-    for _ in range(depth):
-        if os.path.abspath(path) == os.path.abspath(ancestor):
-            return True
-        ckpt = load_checkpoint(path)
-        parent = ckpt.get("config", {}).get("init_from")
-        path = ckpt.get("reference_from") if parent == "resume" else parent
-        if not path or not os.path.exists(path):
-            return False
-    return False
 
 
 def average_partner(model, start):

@@ -295,3 +295,19 @@ def test_tokens_the_data_never_holds_keep_a_zero_embedding(tmp_path):
     weight = model.transformer.wte.weight
     assert (weight[unused] == 0).all() and (weight[[1, 2, 3]] != 0).all()
     assert model.lm_head.weight is weight     # tied: the unused tokens' logits stay 0
+
+
+def test_descends_from_follows_the_recorded_init_from_and_a_resume_s_reference(tmp_path):
+    model = GPT(GPTConfig(block_size=16, vocab_size=260, n_layer=1, n_head=2, n_embd=16))
+
+    def write(name, **record):
+        path = str(tmp_path / name)
+        save_checkpoint(path, model=model.state_dict(), model_args={}, tokenizer="math", **record)
+        return path
+
+    sft = write("sft.pt", config={"init_from": "scratch"})
+    dpo = write("dpo.pt", config={"init_from": sft})
+    grpo = write("grpo.pt", config={"init_from": "resume"}, reference_from=dpo)   # a resumed run
+    stranger = write("other.pt", config={"init_from": "scratch"})
+    assert common.descends_from(grpo, sft) and common.descends_from(grpo, dpo) and common.descends_from(sft, sft)
+    assert not common.descends_from(grpo, stranger) and not common.descends_from(sft, dpo)
