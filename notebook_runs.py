@@ -57,7 +57,7 @@ def tiny_commands(root):
                         "--pairs_file=pairs_train.jsonl", "--max_iters=40", "--eval_interval=20", "--log_interval=2"]),
         # a tiny model gets nearly every answer wrong: dynamic sampling would find no group to keep
         "grpo": ("sft", ["train_grpo.py", "config/grpo_tiny.py", *common, f"--init_from={out}/sft/ckpt.pt",
-                         f"--average_with={out}/sft/ckpt.pt", "--max_iters=10", "--eval_interval=5"]),
+                         "--max_iters=10", "--eval_interval=5"]),
     }
 
 

@@ -58,10 +58,11 @@ The knobs
   sft_coef           + sft_coef x the NLL of sft_batch_size worked solutions of sft_train.jsonl in every update
                      (InstructGPT's PPO-ptx): solved problems give all-equal rewards and so no gradient,
                      and without an anchor the cells GRPO does not practise drift
-  average_weight     the last checkpoint holds average_weight x the trained weights + the rest x average_with's
-                     (WiSE-FT, Wortsman et al. 2022: a weight-space ensemble of the fine-tuned model and the one
-                     before it keeps most of both): GRPO's gains past the box, SFT's accuracy in it. The trained
-                     weights stay in the checkpoint (trained_model), and a resume continues from them
+  average_weight     the last checkpoint holds average_weight x the trained weights + the rest x the start
+                     checkpoint's (or average_with's): WiSE-FT (Wortsman et al. 2022), a weight-space ensemble of
+                     the fine-tuned model and the one it started from, keeps most of both: GRPO's gains past the
+                     box, and the box where SFT had it. The trained weights stay in the checkpoint
+                     (trained_model), and a resume continues from them
 
 What is simplified, honestly
   - The reward looks at the final answer only; the worked steps are not checked (tasks.check_steps could).
@@ -147,7 +148,7 @@ entropy_coef_end = 0.0
 sft_coef = 1.0                       # 0: no SFT anchor; without it the cells GRPO does not practise drift
 sft_batch_size = 32
 # WiSE-FT: the stage's checkpoint is an average of the trained weights and an earlier checkpoint's
-average_with = "out/sft/ckpt.pt"     # the checkpoint to average with: SFT, which the box came from
+average_with = ""                    # the checkpoint to average with; "": the one this run started from
 average_weight = 0.75                # the trained weights' share (README: GRPO measures it); 1: no average
 # AdamW and its schedule (min_lr = learning_rate gives a constant rate)
 max_iters = 60
@@ -404,19 +405,19 @@ def measure_practice(model, tok, rt, task_digits, held_out, iter_num, log=None):
 
 
 def average_partner(model, start):
-    """The weights of average_with (on the CPU), checked before any time is spent training: a checkpoint of
-    the model's shape that the run's start checkpoint descends from."""
-    fix = "pass --average_with=<the SFT checkpoint this run descends from>, or --average_weight=1 for no average"
-    if not os.path.exists(average_with):
-        raise SystemExit(f"average_with={average_with}: no such checkpoint to average the trained weights with; {fix}")
-    other = model_from_checkpoint(load_checkpoint(average_with), "cpu")
+    """The path and weights (on the CPU) of the checkpoint to average with: average_with, or the start checkpoint.
+    Checked before any time is spent training: the model's shape, and a checkpoint the start descends from."""
+    path = average_with or start
+    fix = "pass --average_with=<a checkpoint this run descends from>, or --average_weight=1 for no average"
+    if not os.path.exists(path):
+        raise SystemExit(f"average_with={path}: no such checkpoint to average the trained weights with; {fix}")
+    other = model_from_checkpoint(load_checkpoint(path), "cpu")
     if asdict(other.config) | {"dropout": 0.0} != asdict(model.config) | {"dropout": 0.0}:
-        raise SystemExit(f"average_with={average_with} is another model than the one GRPO trains (its shape "
-                         f"differs); {fix}")
-    if not descends_from(start, average_with):
-        raise SystemExit(f"average_with={average_with} is not a checkpoint that {start} was trained from (by the "
-                         f"init_from the checkpoints record): an average with another run's weights means nothing; {fix}")
-    return other.state_dict()
+        raise SystemExit(f"average_with={path} is another model than the one GRPO trains (its shape differs); {fix}")
+    if not descends_from(start, path):
+        raise SystemExit(f"average_with={path} is not a checkpoint that {start} was trained from (by the init_from "
+                         f"the checkpoints record): an average with another run's weights means nothing; {fix}")
+    return path, other.state_dict()
 
 
 def mean_over_ranks(value, rt):
@@ -525,7 +526,7 @@ def main():
     # the KL reference is the checkpoint the run started from, also after a resume (its path is in the checkpoint)
     reference_from = ckpt["reference_from"] if resuming else init_from
     reference = reference_model(model, resuming, reference_from, rt.device) if beta > 0 else None
-    averaged_with = average_partner(model, reference_from) if average_weight < 1 else None
+    average_path, averaged_with = average_partner(model, reference_from) if average_weight < 1 else (None, None)
 
     log = MetricsLog(out_dir, resume_iter=iter_num if resuming else None) if rt.master else None
     held_out_list = held_out_problems(data_dir, family)
@@ -628,9 +629,9 @@ def main():
         # WiSE-FT: the stage's checkpoint is the average; the trained weights stay in it, for a resume
         trained = copy.deepcopy(raw_model.state_dict())   # one copy: tied weights stay one tensor
         raw_model.load_state_dict(average_state(trained, averaged_with, average_weight))
-        acc = evaluate(f"the average {average_weight:g} x trained + {1 - average_weight:g} x {average_with}")
+        acc = evaluate(f"the average {average_weight:g} x trained + {1 - average_weight:g} x {average_path}")
         log.write(iter=iter_num, split="average", accuracy=acc, elapsed_s=time.time() - t_start)
-        save(acc, trained_model=trained, average_with=average_with)
+        save(acc, trained_model=trained, average_with=average_path)
     if rt.master:
         print(f"done in {time.time() - t_start:.1f}s; checkpoint {os.path.join(out_dir, 'ckpt.pt')}")
     teardown(rt)

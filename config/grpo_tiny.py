@@ -4,7 +4,6 @@
 out_dir = 'out/tiny/grpo'
 data_dir = 'data/tiny'
 init_from = 'out/tiny/sft/ckpt.pt'
-average_with = 'out/tiny/sft/ckpt.pt'
 eval_interval = 2
 n_eval_problems = 70
 prompts_per_step = 4

@@ -70,6 +70,6 @@ def test_grpo(data_dir, pretrained, tmp_path):
     out = tmp_path / "grpo"
     run("train_grpo.py", "config/grpo_tiny.py", f"--data_dir={data_dir}", f"--init_from={pretrained}/ckpt.pt",
         f"--out_dir={out}", "--prompts_per_step=2", "--max_new_tokens=16", "--n_eval_problems=7",
-        f"--average_with={pretrained}/ckpt.pt", *SYSTEM, ddp=True)   # rank 0 alone writes the average
+        *SYSTEM, ddp=True)   # rank 0 alone writes the average (with the start checkpoint)
     assert [r["iter"] for r in eval_rows(out)] == [0, 2]
     assert torch.load(out / "ckpt.pt", weights_only=True)["iter_num"] == 2

@@ -211,7 +211,7 @@ def run_grpo(monkeypatch, *args, patch=None):
     if patch:
         patch(module)
     # a random model never stops: short completions and a small eval keep each run to a second or two
-    # no WiSE-FT average unless a test asks for one: the tiny config's average_with (out/tiny/sft) is not there
+    # no WiSE-FT average unless a test asks for one
     monkeypatch.setattr(sys, "argv", ["train_grpo.py", "config/grpo_tiny.py", "--device=cpu", "--max_new_tokens=24",
                                       "--n_eval_problems=14", "--average_weight=1", *args])
     module.main()

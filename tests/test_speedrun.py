@@ -20,7 +20,7 @@ def test_the_tiny_speedrun_runs_every_stage_and_writes_the_report(tmp_path):
     assert "| matmul speed |" in report and "GFLOP/s bfloat16" in report
     assert all(f"| {stage} |" in report for stage in STAGES)
     assert "| task | n | pretrain | sft | dpo | grpo | delta (grpo - pretrain) |" in report
-    assert "The grpo checkpoint is the average 0.75 x its trained weights + 0.25 x out/tiny/sft/ckpt.pt" in report
+    assert "The grpo checkpoint is the average 0.75 x its trained weights + 0.25 x out/tiny/dpo/ckpt.pt" in report
     assert "![loss_curves.png](plots/loss_curves.png)" in report and (tmp_path / "out/tiny/plots/grpo.png").exists()
     assert "## Accuracy by length (test_length.jsonl)" in report and "| grpo | 1 digits | 2 digits | 3 digits | 4 digits |" in report
     assert "]* |" in report                                   # lengths past the box are marked
