@@ -526,7 +526,7 @@ def main():
     # the KL reference is the checkpoint the run started from, also after a resume (its path is in the checkpoint)
     reference_from = ckpt["reference_from"] if resuming else init_from
     reference = reference_model(model, resuming, reference_from, rt.device) if beta > 0 else None
-    average_path, averaged_with = average_partner(model, reference_from) if average_weight < 1 else (None, None)
+    partner_path, partner_state = average_partner(model, reference_from) if average_weight < 1 else (None, None)
 
     log = MetricsLog(out_dir, resume_iter=iter_num if resuming else None) if rt.master else None
     held_out_list = held_out_problems(data_dir, family)
@@ -579,7 +579,7 @@ def main():
             acc = evaluate(f"step {iter_num}")
             log.write(iter=iter_num, split="eval", accuracy=acc, lr=lr, elapsed_s=time.time() - t_start)
             # the last step's checkpoint is the average, written below (the trained weights in it)
-            if (iter_num > 0 or max_iters == 0) and not (iter_num == max_iters and averaged_with is not None):
+            if (iter_num > 0 or max_iters == 0) and not (iter_num == max_iters and partner_state is not None):
                 save(acc)
         if iter_num >= max_iters:
             break
@@ -625,13 +625,13 @@ def main():
                   f"{row['sample_tokens_per_s']:,.0f} tok/s), lr {lr:.2e}")
             log.write(iter=iter_num, split="train", **{k: float(v) for k, v in row.items()}, lr=lr,
                       ms_per_iter=dt * 1000, elapsed_s=time.time() - t_start)
-    if rt.master and averaged_with is not None:
+    if rt.master and partner_state is not None:
         # WiSE-FT: the stage's checkpoint is the average; the trained weights stay in it, for a resume
         trained = copy.deepcopy(raw_model.state_dict())   # one copy: tied weights stay one tensor
-        raw_model.load_state_dict(average_state(trained, averaged_with, average_weight))
-        acc = evaluate(f"the average {average_weight:g} x trained + {1 - average_weight:g} x {average_path}")
+        raw_model.load_state_dict(average_state(trained, partner_state, average_weight))
+        acc = evaluate(f"the average {average_weight:g} x trained + {1 - average_weight:g} x {partner_path}")
         log.write(iter=iter_num, split="average", accuracy=acc, elapsed_s=time.time() - t_start)
-        save(acc, trained_model=trained, average_with=average_path)
+        save(acc, trained_model=trained, average_with=partner_path)
     if rt.master:
         print(f"done in {time.time() - t_start:.1f}s; checkpoint {os.path.join(out_dir, 'ckpt.pt')}")
     teardown(rt)

@@ -6,7 +6,7 @@
 out_dir = 'out/grpo_gsm8k_gpt2'
 data_dir = 'data/gsm8k_gpt2'
 init_from = 'out/sft_gsm8k_gpt2/ckpt.pt'
-average_weight = 1.0           # the trained weights alone: no average with SFT was measured on GSM8K
+average_weight = 1.0           # the trained weights alone: no average was measured on GSM8K
 practice = 'file'
 # per process: 8 x 2 = 16 prompts a step. A process's update is one forward over its 32 completions, whose
 # (B, T, 50,260) logits cost ~30 bytes an entry in the loss (fp32 copies, log-softmax, entropy): ~20 GB at T=450,
